@@ -1,0 +1,439 @@
+"""PimClient: reads an Akeneo PIM over its REST API.
+
+OAuth password grant with refresh, `_links.next` pagination, the `updated` search filter, and
+retries on 408/429/5xx/transport errors (honouring `Retry-After`). Every failure that stops a run
+becomes a one-line `PimError` naming the setting to fix. Pages are validated here, record by
+record, so a malformed record is rejected alone and the rest of its page is staged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+from pydantic import ValidationError
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from pimsync import __version__
+from pimsync.config import PimConfig
+from pimsync.errors import FatalHTTPError, PimError, RetryableHTTPError
+from pimsync.pim.models import (
+    Attribute,
+    AttributeOption,
+    Category,
+    Family,
+    FamilyVariant,
+    MediaFile,
+    PimRecord,
+    Product,
+    ProductModel,
+    describe_validation_error,
+)
+from pimsync.pim.pagination import NextLinkPaginator
+
+API = "/api/rest/v1"
+TOKEN_PATH = "/api/oauth/v1/token"
+# Renew the access token this long before Akeneo says it expires.
+TOKEN_MARGIN_SECONDS = 60.0
+PRODUCT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class MalformedResponseError(Exception):
+    """A 2xx answer whose body is not the JSON we asked for (truncated, or an HTML page)."""
+
+
+def classify_response(response: httpx.Response) -> None:
+    """Raise for any answer that is not a success: retryable (408, 429, 5xx) or fatal (4xx)."""
+    status = response.status_code
+    if status < 400:
+        return
+    message = _error_message(response)
+    if status in (408, 429) or status >= 500:
+        raise RetryableHTTPError(response, message)
+    raise FatalHTTPError(response, message)
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return f"{response.status_code} {response.reason_phrase}".strip()
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return f"{response.status_code} {body['message']}"
+    return f"{response.status_code} {response.reason_phrase}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A record that passed validation, with its raw JSON (what is staged and hashed)."""
+
+    record: PimRecord
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that failed validation: quarantined under `code` with `reason`."""
+
+    code: str
+    raw: Any
+    reason: str
+
+
+Item = Parsed | Rejected
+
+
+class PimClient:
+    """An Akeneo REST client. Build it with `from_config`; tests inject a transport."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        settings: PimConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.http = http
+        self.settings = settings
+        self.timezone = ZoneInfo(settings.timezone)
+        self._sleep = sleep
+        self._access_token: str | None = None
+        self._refresh_token: str | None = None
+        self._token_expires_at = 0.0
+        self._backoff = wait_exponential_jitter(initial=0.5, max=settings.max_retry_wait)
+        self.requests_sent = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        settings: PimConfig,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> PimClient:
+        if settings.base_url is None:
+            raise PimError("no PIM configured: set [pim] base_url (or PIMSYNC_PIM__BASE_URL)")
+        verify: ssl.SSLContext | bool = settings.verify_tls
+        if settings.ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
+        http = httpx.Client(
+            base_url=str(settings.base_url).rstrip("/"),
+            timeout=settings.timeout,
+            transport=transport,
+            verify=verify,
+            headers={"Accept": "application/json", "User-Agent": f"pimsync/{__version__}"},
+        )
+        return cls(http, settings, sleep=sleep)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> PimClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- catalog structure ---------------------------------------------------------------------
+
+    def server_now(self) -> datetime:
+        """The PIM's own clock (its `Date` header), in UTC. Watermarks come from here."""
+        response = self._request("GET", API, authenticated=False)
+        date = response.headers.get("Date")
+        if not date:
+            raise PimError(
+                "the PIM sent no Date header, so no safe watermark can be taken; "
+                "check that no proxy in front of [pim] base_url strips it"
+            )
+        try:
+            return parsedate_to_datetime(date).astimezone(UTC)
+        except (TypeError, ValueError):
+            raise PimError(f"the PIM sent an unreadable Date header {date!r}") from None
+
+    def attributes(self, updated_since: datetime | None = None) -> Iterator[list[Item]]:
+        yield from self._list(f"{API}/attributes", Attribute, self._structure_filter(updated_since))
+
+    def attribute_options(self, attribute: str) -> Iterator[list[Item]]:
+        path = f"{API}/attributes/{quote(attribute)}/options"
+        yield from self._list(path, AttributeOption, {}, extra={"attribute": attribute})
+
+    def families(self, updated_since: datetime | None = None) -> Iterator[list[Item]]:
+        yield from self._list(f"{API}/families", Family, self._structure_filter(updated_since))
+
+    def family_variants(self, family: str) -> Iterator[list[Item]]:
+        path = f"{API}/families/{quote(family)}/variants"
+        yield from self._list(path, FamilyVariant, {}, extra={"family": family})
+
+    def categories(self, updated_since: datetime | None = None) -> Iterator[list[Item]]:
+        yield from self._list(f"{API}/categories", Category, self._structure_filter(updated_since))
+
+    # -- products --------------------------------------------------------------------------------
+
+    def product_models(self, updated_since: datetime | None = None) -> Iterator[list[Item]]:
+        params = self._product_filter(updated_since)
+        yield from self._list(f"{API}/product-models", ProductModel, params)
+
+    def products(self, updated_since: datetime | None = None) -> Iterator[list[Item]]:
+        params = self._product_filter(updated_since)
+        yield from self._list(f"{API}/{self.settings.product_endpoint}", Product, params)
+
+    def media_files(self) -> Iterator[list[Item]]:
+        yield from self._list(f"{API}/media-files", MediaFile, {})
+
+    def media_file(self, code: str) -> Item:
+        """One media file's metadata; the code keeps its slashes, as Akeneo's route expects."""
+        body = self._get_json(f"{API}/media-files/{quote(code, safe='/')}", None)
+        return _parse(MediaFile, body)
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _structure_filter(self, since: datetime | None) -> dict[str, str]:
+        # Catalog-structure filters take ISO-8601 with an offset (reference §5).
+        if since is None:
+            return {}
+        value = since.astimezone(self.timezone).isoformat(timespec="seconds")
+        return {"search": _search({"updated": [{"operator": ">", "value": value}]})}
+
+    def _product_filter(self, since: datetime | None) -> dict[str, str]:
+        # Product filters take "YYYY-MM-DD hh:mm:ss" in the PIM server's time zone (reference §8).
+        params = {"pagination_type": "search_after"}
+        if since is not None:
+            value = since.astimezone(self.timezone).strftime(PRODUCT_DATE_FORMAT)
+            params["search"] = _search({"updated": [{"operator": ">", "value": value}]})
+        return params
+
+    def _list(
+        self,
+        path: str,
+        model: type[PimRecord],
+        params: dict[str, str],
+        extra: dict[str, str] | None = None,
+    ) -> Iterator[list[Item]]:
+        """Yield each page of a list endpoint as validated items, following `_links.next`."""
+        paginator = NextLinkPaginator()
+        url: str = path
+        query: dict[str, str] | None = {**params, "limit": str(self.settings.page_size)}
+        while True:
+            page = paginator.parse(self._get_json(url, query), url)
+            items = []
+            for raw in page.items:
+                if extra and isinstance(raw, dict):
+                    raw = {**raw, **extra}
+                items.append(_parse(model, raw))
+            yield items
+            if page.next_url is None:
+                return
+            url, query = page.next_url, None
+
+    def _get_json(self, url: str, params: dict[str, str] | None) -> Any:
+        def attempt() -> Any:
+            response = self._send("GET", url, params=params, authenticated=True)
+            try:
+                return orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                kind = response.headers.get("Content-Type", "unknown content")
+                raise MalformedResponseError(
+                    f"the PIM answered {url} with a body that is not JSON ({kind})"
+                ) from None
+
+        return self._retrying(url, attempt)
+
+    def _request(self, method: str, url: str, *, authenticated: bool) -> httpx.Response:
+        response: httpx.Response = self._retrying(
+            url, lambda: self._send(method, url, authenticated=authenticated)
+        )
+        return response
+
+    def _retrying(self, url: str, call: Callable[[], Any]) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception_type(
+                (RetryableHTTPError, httpx.TransportError, MalformedResponseError)
+            ),
+            stop=stop_after_attempt(self.settings.max_attempts),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=False,
+        )
+        try:
+            return retrying(call)
+        except RetryError as exc:
+            raise self._unavailable(url, exc.last_attempt.exception()) from None
+        except FatalHTTPError as exc:
+            raise self._refused(url, exc) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableHTTPError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.settings.max_retry_wait)
+        return float(self._backoff(state))
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        authenticated: bool,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._token()}"} if authenticated else {}
+        response = self.http.request(method, url, params=params, headers=headers)
+        self.requests_sent += 1
+        if response.status_code == 401 and authenticated:
+            # Akeneo's own client renews the token on any 401 and replays the request once.
+            self._renew_token()
+            headers = {"Authorization": f"Bearer {self._token()}"}
+            response = self.http.request(method, url, params=params, headers=headers)
+            self.requests_sent += 1
+        classify_response(response)
+        return response
+
+    def _token(self) -> str:
+        if self._access_token is None or time.monotonic() >= self._token_expires_at:
+            self._renew_token()
+        assert self._access_token is not None
+        return self._access_token
+
+    def _renew_token(self) -> None:
+        if self._refresh_token is not None:
+            try:
+                self._grant({"grant_type": "refresh_token", "refresh_token": self._refresh_token})
+                return
+            except FatalHTTPError:
+                pass  # an expired refresh token: fall back to the password grant
+        settings = self.settings
+        missing = [
+            key
+            for key, value in (
+                ("client_id", settings.client_id),
+                ("secret", settings.secret),
+                ("username", settings.username),
+                ("password", settings.password),
+            )
+            if not value
+        ]
+        if missing:
+            raise PimError(
+                "PIM credentials are incomplete: set "
+                + ", ".join(f"[pim] {key}" for key in missing)
+            )
+        assert settings.password is not None
+        try:
+            self._grant(
+                {
+                    "grant_type": "password",
+                    "username": settings.username or "",
+                    "password": settings.password.get_secret_value(),
+                }
+            )
+        except FatalHTTPError as exc:
+            raise PimError(
+                f"the PIM refused the credentials ({exc.message}): "
+                "check [pim] client_id, secret, username and password"
+            ) from None
+
+    def _grant(self, body: dict[str, str]) -> None:
+        settings = self.settings
+        assert settings.secret is not None
+        auth = httpx.BasicAuth(settings.client_id or "", settings.secret.get_secret_value())
+
+        def attempt() -> httpx.Response:
+            response = self.http.post(TOKEN_PATH, json=body, auth=auth)
+            self.requests_sent += 1
+            classify_response(response)
+            return response
+
+        try:
+            response = self._retrying_token(attempt)
+            payload = orjson.loads(response.content)
+            self._access_token = str(payload["access_token"])
+            self._refresh_token = payload.get("refresh_token")
+            expires_in = float(payload.get("expires_in") or 3600)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise PimError("the PIM token endpoint sent an unreadable answer") from None
+        self._token_expires_at = time.monotonic() + max(expires_in - TOKEN_MARGIN_SECONDS, 1.0)
+
+    def _retrying_token(self, attempt: Callable[[], httpx.Response]) -> httpx.Response:
+        try:
+            result: httpx.Response = Retrying(
+                retry=retry_if_exception_type((RetryableHTTPError, httpx.TransportError)),
+                stop=stop_after_attempt(self.settings.max_attempts),
+                wait=self._wait,
+                sleep=self._sleep,
+                reraise=False,
+            )(attempt)
+            return result
+        except RetryError as exc:
+            raise self._unavailable(TOKEN_PATH, exc.last_attempt.exception()) from None
+
+    def _unavailable(self, url: str, exc: BaseException | None) -> PimError:
+        attempts = self.settings.max_attempts
+        if isinstance(exc, RetryableHTTPError):
+            reason = f"answered {exc.message}"
+        elif isinstance(exc, MalformedResponseError):
+            return PimError(f"{exc} after {attempts} attempts")
+        elif isinstance(exc, httpx.TransportError):
+            reason = f"could not be reached ({type(exc).__name__}: {exc or 'no detail'})"
+            return PimError(
+                f"the PIM {reason} after {attempts} attempts at {url}; check [pim] base_url"
+            )
+        else:
+            reason = f"failed ({exc})"
+        return PimError(f"the PIM {reason} after {attempts} attempts at {url}")
+
+    def _refused(self, url: str, exc: FatalHTTPError) -> PimError:
+        path = httpx.URL(url).path
+        if exc.status_code == 401:
+            setting = "[pim] client_id, secret, username and password"
+        elif exc.status_code == 403:
+            setting = "the ACLs of the role of [pim] username in the PIM"
+        elif exc.status_code == 404 and "products" in path:
+            setting = "[pim] base_url and [pim] product_endpoint (products-uuid needs Akeneo 7+)"
+        elif exc.status_code == 404:
+            setting = "[pim] base_url"
+        else:
+            setting = "the request pimsync built; this may be a bug, please report it"
+        return PimError(f"the PIM answered {exc.message} for {path}: check {setting}")
+
+
+def _search(filters: dict[str, Any]) -> str:
+    return orjson.dumps(filters).decode()
+
+
+def _parse(model: type[PimRecord], raw: Any) -> Item:
+    try:
+        record = model.model_validate(raw)
+        record.staging_code()
+    except ValidationError as exc:
+        return Rejected(_fallback_code(raw), raw, describe_validation_error(exc))
+    except ValueError as exc:
+        return Rejected(_fallback_code(raw), raw, str(exc))
+    return Parsed(record, raw)
+
+
+def _fallback_code(raw: Any) -> str:
+    """The code a rejected record is quarantined under: its own when readable, else its hash."""
+    if isinstance(raw, dict):
+        for key in ("uuid", "identifier", "code"):
+            value = raw.get(key)
+            if isinstance(value, str) and 0 < len(value) <= 200:
+                attribute = raw.get("attribute") or raw.get("family")
+                return f"{attribute}/{value}" if isinstance(attribute, str) else value
+    digest = hashlib.sha256(orjson.dumps(raw, default=str)).hexdigest()[:16]
+    return f"invalid:{digest}"

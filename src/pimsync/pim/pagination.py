@@ -1,0 +1,45 @@
+"""Following Akeneo's `_links.next`, whatever the pagination type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pimsync.errors import PimError
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list endpoint: its items (raw dicts) and the link to the next one."""
+
+    items: list[Any]  # raw records; validation decides what a malformed one becomes
+    next_url: str | None
+
+
+@dataclass(slots=True)
+class NextLinkPaginator:
+    """Decides the next page from `_links.next` and refuses to loop.
+
+    Akeneo's docs say never to build `page` or `search_after` yourself; a server that hands back
+    the same next link twice would otherwise make us read forever.
+    """
+
+    seen: set[str] = field(default_factory=set)
+
+    def parse(self, body: Any, url: str) -> Page:
+        if not isinstance(body, dict):
+            raise PimError(f"the PIM answered {url} with a list envelope that is not an object")
+        embedded = body.get("_embedded")
+        items = embedded.get("items") if isinstance(embedded, dict) else None
+        if not isinstance(items, list):
+            raise PimError(f"the PIM answered {url} without `_embedded.items`")
+        links = body.get("_links")
+        next_link = links.get("next") if isinstance(links, dict) else None
+        next_url = next_link.get("href") if isinstance(next_link, dict) else None
+        if next_url is not None and not isinstance(next_url, str):
+            raise PimError(f"the PIM answered {url} with a `_links.next.href` that is not a URL")
+        if next_url is not None:
+            if next_url in self.seen:
+                raise PimError(f"the PIM sent the same next page twice ({next_url}); stopping")
+            self.seen.add(next_url)
+        return Page(items=items, next_url=next_url)

@@ -1,0 +1,1 @@
+"""staging package."""

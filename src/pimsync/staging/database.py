@@ -1,0 +1,95 @@
+"""Opening the staging database and keeping its schema current with Alembic."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from pimsync.errors import ConfigError, StagingError
+
+MIGRATIONS = "pimsync.staging:migrations"
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite files are created private (0600) and run in WAL mode."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"[staging] url {url!r} is not a database URL") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            _create_private_file(Path(database))
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        # Plain postgresql:// would pick psycopg2, which we do not ship.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError(f"[staging] url: unsupported database URL ({exc})") from None
+
+
+def _create_private_file(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+    except OSError as exc:
+        raise StagingError(f"cannot create the staging database {path}: {exc.strerror}") from None
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL is durable across application crashes in WAL mode; only power loss can undo the
+    # last commits, and those are re-fetched by the next import.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA temp_store=MEMORY")
+    cursor.close()
+
+
+def _alembic_config(engine: Engine) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine) -> str | None:
+    """Bring the schema to the newest migration; returns the revision it is at."""
+    try:
+        command.upgrade(_alembic_config(engine), "head")
+        return current_revision(engine)
+    except OperationalError as exc:
+        raise StagingError(f"cannot open the staging database: {failure_reason(exc)}") from None
+    except SQLAlchemyError as exc:
+        raise StagingError(f"cannot migrate the staging database: {failure_reason(exc)}") from None
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None when it was never migrated."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision(engine: Engine) -> str | None:
+    """The newest revision shipped with this version of pimsync."""
+    return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+
+
+def failure_reason(exc: SQLAlchemyError) -> str:
+    """The driver's first line says what went wrong; the rest is SQL and a link."""
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).strip().splitlines()[0]

@@ -1,0 +1,430 @@
+"""All SQL pimsync runs, in methods named for what they mean.
+
+The repository holds one connection for its lifetime and commits batch by batch, so a run that
+stops keeps everything it committed. It never assumes SQLite: upserts and temporary tables are
+written in forms both SQLite and PostgreSQL accept.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from pimsync.errors import StagingError
+from pimsync.staging.hashing import HASH_VERSION
+from pimsync.staging.tables import Status, entity_tables, sync_log, sync_runs
+
+
+@dataclass(frozen=True, slots=True)
+class StagedItem:
+    """One PIM record, validated and hashed, ready to be written to its entity table."""
+
+    code: str
+    data: bytes  # the PIM record as JSON
+    hash: str
+    identifier: str | None = None
+    parent_code: str | None = None
+    label: str | None = None
+    pim_updated: str | None = None
+
+
+@dataclass(slots=True)
+class UpsertCounts:
+    """What one upsert did, counted per item."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    changed_codes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One line of the sync log."""
+
+    feed: str
+    entity: str
+    code: str
+    action: str
+    message: str | None = None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StagingRepository:
+    """The staging database: entity tables as the push queue, run history, sync log."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        try:
+            self.connection: Connection = engine.connect()
+        except OperationalError as exc:
+            raise StagingError(f"cannot connect to the staging database: {exc.orig}") from None
+        self._seen_tables: dict[str, Table] = {}
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> StagingRepository:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.connection.in_transaction():
+            self.connection.rollback()
+        self.close()
+
+    def commit(self) -> None:
+        self.connection.commit()
+
+    def rollback(self) -> None:
+        self.connection.rollback()
+
+    # -- entities: import side ----------------------------------------------------------------
+
+    def upsert_fetched(self, entity: str, items: Sequence[StagedItem]) -> UpsertCounts:
+        """Write a batch of fetched items and apply the needs-update rule.
+
+        New items become `new`. An item whose hash differs from the stored one is rewritten; it
+        becomes `needs_update` if it was pushed before, `synced` if it changed back to what was
+        pushed, and stays `new` if it never was. Unchanged items are not touched at all, which
+        is what keeps a no-change import cheap. The caller commits.
+        """
+        table = entity_tables[entity]
+        counts = UpsertCounts()
+        if not items:
+            return counts
+        by_code = {item.code: item for item in items}  # a page may repeat an item; last wins
+        stored = {
+            row.code: row
+            for row in self.connection.execute(
+                select(
+                    table.c.code,
+                    table.c.hash,
+                    table.c.hash_version,
+                    table.c.pushed_hash,
+                    table.c.status,
+                ).where(table.c.code.in_(list(by_code)))
+            )
+        }
+        now = utcnow()
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for code, item in by_code.items():
+            row = stored.get(code)
+            if row is None:
+                counts.new += 1
+                counts.changed_codes.append(code)
+                inserts.append(
+                    {
+                        "code": code,
+                        "identifier": item.identifier,
+                        "parent_code": item.parent_code,
+                        "label": item.label,
+                        "data": item.data.decode(),
+                        "hash": item.hash,
+                        "hash_version": HASH_VERSION,
+                        "status": Status.NEW,
+                        "skipped": False,
+                        "pim_updated": item.pim_updated,
+                        "imported_at": now,
+                    }
+                )
+                continue
+            if (
+                row.hash == item.hash
+                and row.hash_version == HASH_VERSION
+                and row.status not in (Status.QUARANTINED, Status.DELETED_IN_PIM)
+            ):
+                counts.unchanged += 1
+                continue
+            counts.changed += 1
+            counts.changed_codes.append(code)
+            if row.pushed_hash is None:
+                status = Status.NEW
+            elif row.pushed_hash == item.hash:
+                status = Status.SYNCED
+            else:
+                status = Status.NEEDS_UPDATE
+            updates.append(
+                {
+                    "b_code": code,
+                    "identifier": item.identifier,
+                    "parent_code": item.parent_code,
+                    "label": item.label,
+                    "data": item.data.decode(),
+                    "hash": item.hash,
+                    "hash_version": HASH_VERSION,
+                    "status": status,
+                    "last_error": None,
+                    "pim_updated": item.pim_updated,
+                    "imported_at": now,
+                }
+            )
+        if inserts:
+            self.connection.execute(insert(table), inserts)
+        if updates:
+            self.connection.execute(
+                update(table).where(table.c.code == bindparam("b_code")), updates
+            )
+        self._note_seen(entity, by_code)
+        return counts
+
+    def quarantine(self, entity: str, code: str, data: bytes, reason: str) -> None:
+        """Store a record that failed validation, with the reason, so it is never pushed."""
+        table = entity_tables[entity]
+        now = utcnow()
+        values = {"data": data.decode(errors="replace"), "last_error": reason, "imported_at": now}
+        result = self.connection.execute(
+            update(table).where(table.c.code == code).values(status=Status.QUARANTINED, **values)
+        )
+        if result.rowcount == 0:
+            self.connection.execute(
+                insert(table).values(
+                    code=code,
+                    hash="",
+                    hash_version=HASH_VERSION,
+                    status=Status.QUARANTINED,
+                    skipped=False,
+                    **values,
+                )
+            )
+        self._note_seen(entity, [code])
+
+    def mark_needs_update(self, entity: str, codes: Iterable[str]) -> list[str]:
+        """Mark synced items as needing an update because something they depend on changed.
+
+        Returns the codes that were marked (items not yet created stay `new`; items in error are
+        already pending).
+        """
+        wanted = sorted(set(codes))
+        if not wanted:
+            return []
+        table = entity_tables[entity]
+        marked: list[str] = []
+        for chunk in _chunks(wanted, 500):
+            condition = table.c.code.in_(chunk) & (table.c.status == Status.SYNCED)
+            marked.extend(self.connection.scalars(select(table.c.code).where(condition)))
+            self.connection.execute(update(table).where(condition).values(status="needs_update"))
+        return marked
+
+    def parents_of(self, entity: str, codes: Iterable[str]) -> set[str]:
+        """The parent codes of the given items (the product model of a variant, for instance)."""
+        table = entity_tables[entity]
+        parents: set[str] = set()
+        for chunk in _chunks(sorted(set(codes)), 500):
+            query = select(table.c.parent_code).where(
+                table.c.code.in_(chunk), table.c.parent_code.is_not(None)
+            )
+            parents.update(p for p in self.connection.scalars(query) if p)
+        return parents
+
+    def begin_seen(self, entity: str) -> None:
+        """Start recording which codes this import sees, for deletion detection at its end."""
+        name = f"seen_{entity}"
+        seen = Table(
+            name, MetaData(), Column("code", String(255), primary_key=True), prefixes=["TEMPORARY"]
+        )
+        seen.create(self.connection, checkfirst=False)
+        self._seen_tables[entity] = seen
+
+    def _note_seen(self, entity: str, codes: Iterable[str]) -> None:
+        seen = self._seen_tables.get(entity)
+        if seen is None:
+            return
+        rows = [{"code": code} for code in codes]
+        if rows:
+            self.connection.execute(_insert_ignore(self.connection, seen), rows)
+
+    def mark_unseen_deleted(
+        self, entity: str, *, within_parents: Iterable[str] | None = None
+    ) -> list[str]:
+        """After a complete listing, flag the items it did not see as deleted in the PIM.
+
+        `within_parents` restricts the reconciliation to children of those parents (the options
+        of the attributes that were re-read, for instance). Returns the codes flagged.
+        """
+        seen = self._seen_tables.pop(entity)
+        table = entity_tables[entity]
+        condition = (table.c.status != Status.DELETED_IN_PIM) & table.c.code.not_in(
+            select(seen.c.code)
+        )
+        if within_parents is not None:
+            condition &= table.c.parent_code.in_(list(within_parents))
+        codes = list(self.connection.scalars(select(table.c.code).where(condition)))
+        if codes:
+            self.connection.execute(
+                update(table).where(condition).values(status=Status.DELETED_IN_PIM)
+            )
+        seen.drop(self.connection)
+        return codes
+
+    def drop_seen(self, entity: str) -> None:
+        """Forget what an import that did not complete saw; nothing is flagged deleted."""
+        seen = self._seen_tables.pop(entity, None)
+        if seen is not None:
+            seen.drop(self.connection, checkfirst=True)
+
+    # -- entities: reading --------------------------------------------------------------------
+
+    def codes(self, entity: str, *, exclude_status: Sequence[str] = ()) -> list[str]:
+        table = entity_tables[entity]
+        query = select(table.c.code).order_by(table.c.id)
+        if exclude_status:
+            query = query.where(table.c.status.not_in(list(exclude_status)))
+        return list(self.connection.scalars(query))
+
+    def records(self, entity: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every staged record of a (small) entity table, parsed."""
+        table = entity_tables[entity]
+        query = select(table.c.code, table.c.data).order_by(table.c.id)
+        for code, data in self.connection.execute(query):
+            yield code, orjson.loads(data)
+
+    def get(self, entity: str, code: str) -> dict[str, Any] | None:
+        """One row as a dict, or None."""
+        table = entity_tables[entity]
+        row = self.connection.execute(select(table).where(table.c.code == code)).first()
+        return dict(row._mapping) if row else None
+
+    def count_by_status(self, entity: str) -> dict[str, int]:
+        table = entity_tables[entity]
+        query = select(table.c.status, func.count()).group_by(table.c.status)
+        return {status: count for status, count in self.connection.execute(query)}
+
+    # -- runs and the sync log ---------------------------------------------------------------
+
+    def begin_run(self, kind: str, feeds: Sequence[str], fingerprint: str, snapshot: str) -> int:
+        """Record a run as in progress and return its id (committed at once, so it is visible)."""
+        result = self.connection.execute(
+            insert(sync_runs).values(
+                kind=kind,
+                feeds=orjson.dumps(list(feeds)).decode(),
+                started_at=utcnow(),
+                status="in_progress",
+                counts="{}",
+                watermarks="{}",
+                config_fingerprint=fingerprint,
+                config_snapshot=snapshot,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
+        )
+        self.commit()
+        run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        if run_id is None:  # pragma: no cover - both backends return the key
+            raise StagingError("the staging database did not return a run id")
+        return int(run_id)
+
+    def record_watermark(self, run_id: int, feed: str, value: datetime) -> None:
+        """Store a feed's new watermark on its run; the caller commits with its last batch."""
+        current = self.connection.scalar(
+            select(sync_runs.c.watermarks).where(sync_runs.c.id == run_id)
+        )
+        watermarks = orjson.loads(current or "{}")
+        watermarks[feed] = value.isoformat()
+        self.connection.execute(
+            update(sync_runs)
+            .where(sync_runs.c.id == run_id)
+            .values(watermarks=orjson.dumps(watermarks).decode())
+        )
+
+    def last_watermark(self, feed: str) -> datetime | None:
+        """The newest watermark any import stored for `feed`."""
+        query = (
+            select(sync_runs.c.watermarks)
+            .where(sync_runs.c.kind.in_(["import:full", "import:incremental"]))
+            .order_by(sync_runs.c.id.desc())
+        )
+        for (watermarks,) in self.connection.execute(query):
+            value = orjson.loads(watermarks or "{}").get(feed)
+            if value:
+                return datetime.fromisoformat(value)
+        return None
+
+    def finish_run(
+        self, run_id: int, status: str, counts: dict[str, Any], message: str | None = None
+    ) -> None:
+        self.connection.execute(
+            update(sync_runs)
+            .where(sync_runs.c.id == run_id)
+            .values(
+                status=status,
+                finished_at=utcnow(),
+                counts=orjson.dumps(counts).decode(),
+                message=message,
+            )
+        )
+        self.commit()
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        row = self.connection.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
+        return dict(row._mapping) if row else None
+
+    def log_events(self, run_id: int, events: Sequence[LogEvent]) -> None:
+        if not events:
+            return
+        now = utcnow()
+        self.connection.execute(
+            insert(sync_log),
+            [
+                {
+                    "run_id": run_id,
+                    "at": now,
+                    "feed": event.feed,
+                    "entity": event.entity,
+                    "code": event.code,
+                    "action": event.action,
+                    "message": event.message,
+                }
+                for event in events
+            ],
+        )
+
+    def log(self, run_id: int) -> list[dict[str, Any]]:
+        query = select(sync_log).where(sync_log.c.run_id == run_id).order_by(sync_log.c.id)
+        return [dict(row._mapping) for row in self.connection.execute(query)]
+
+
+def _insert_ignore(connection: Connection, table: Table) -> Any:
+    """INSERT that skips rows whose key already exists, in the connection's dialect."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def staging_failure(exc: SQLAlchemyError) -> StagingError:
+    """Turn a database error into the one-line StagingError the CLI shows."""
+    from pimsync.staging.database import failure_reason
+
+    return StagingError(f"staging database error: {failure_reason(exc)}")
