@@ -117,7 +117,7 @@ class PimClient:
         self._access_token: str | None = None
         self._refresh_token: str | None = None
         self._token_expires_at = 0.0
-        self._backoff = wait_exponential_jitter(initial=0.5, max=settings.max_retry_wait)
+        self._backoff = wait_exponential_jitter(multiplier=0.5, max=settings.max_retry_wait)
         self.requests_sent = 0
 
     @classmethod

@@ -156,9 +156,6 @@ class Product(PimRecord):
     values: Values = Field(default_factory=dict)
     updated: str | None = None
 
-    # Set by the client: which attribute holds the identifier on /products-uuid.
-    identifier_attribute: ClassVar[str] = "sku"
-
     @field_validator("values", mode="before")
     @classmethod
     def _empty_values_list(cls, value: Any) -> Any:
@@ -172,10 +169,11 @@ class Product(PimRecord):
             return self.identifier
         raise ValueError("product has neither uuid nor identifier")
 
-    def staging_identifier(self) -> str | None:
+    def staging_identifier(self, identifier_attribute: str = "sku") -> str | None:
+        """The SKU: `identifier` on /products, the identifier value on /products-uuid."""
         if self.identifier:
             return self.identifier
-        for entry in self.values.get(self.identifier_attribute, []):
+        for entry in self.values.get(identifier_attribute, []):
             if isinstance(entry.data, str) and entry.data:
                 return entry.data[:MAX_CODE_LENGTH]
         return None

@@ -295,12 +295,38 @@ class StagingRepository:
             query = query.where(table.c.status.not_in(list(exclude_status)))
         return list(self.connection.scalars(query))
 
-    def records(self, entity: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def records(
+        self, entity: str, *, exclude_status: Sequence[str] = ()
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every staged record of a (small) entity table, parsed."""
         table = entity_tables[entity]
         query = select(table.c.code, table.c.data).order_by(table.c.id)
-        for code, data in self.connection.execute(query):
+        if exclude_status:
+            query = query.where(table.c.status.not_in(list(exclude_status)))
+        for code, data in self.connection.execute(query).all():
             yield code, orjson.loads(data)
+
+    def records_imported_since(
+        self, entity: str, since: datetime | None
+    ) -> Iterator[dict[str, Any]]:
+        """Records written at or after `since` (all of them when None), streamed in id order."""
+        table = entity_tables[entity]
+        query = select(table.c.data).where(table.c.status != Status.QUARANTINED)
+        if since is not None:
+            query = query.where(table.c.imported_at >= since)
+        last_id = 0
+        while True:  # keyset pages: the connection is free between them for other queries
+            page = self.connection.execute(
+                query.add_columns(table.c.id)
+                .where(table.c.id > last_id)
+                .order_by(table.c.id)
+                .limit(1000)
+            ).all()
+            if not page:
+                return
+            for data, row_id in page:
+                last_id = row_id
+                yield orjson.loads(data)
 
     def get(self, entity: str, code: str) -> dict[str, Any] | None:
         """One row as a dict, or None."""
@@ -363,6 +389,18 @@ class StagingRepository:
                 return datetime.fromisoformat(value)
         return None
 
+    def feed_last_imported(self, feed: str) -> datetime | None:
+        """When the newest import that completed `feed` started (local clock, like imported_at)."""
+        query = (
+            select(sync_runs.c.started_at, sync_runs.c.watermarks)
+            .where(sync_runs.c.kind.in_(["import:full", "import:incremental"]))
+            .order_by(sync_runs.c.id.desc())
+        )
+        for started_at, watermarks in self.connection.execute(query):
+            if feed in orjson.loads(watermarks or "{}"):
+                return _aware(started_at)
+        return None
+
     def finish_run(
         self, run_id: int, status: str, counts: dict[str, Any], message: str | None = None
     ) -> None:
@@ -405,6 +443,11 @@ class StagingRepository:
     def log(self, run_id: int) -> list[dict[str, Any]]:
         query = select(sync_log).where(sync_log.c.run_id == run_id).order_by(sync_log.c.id)
         return [dict(row._mapping) for row in self.connection.execute(query)]
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes for DateTime(timezone=True); they were stored as UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _insert_ignore(connection: Connection, table: Table) -> Any:

@@ -1,0 +1,48 @@
+"""App: the configuration plus the things built from it, shared by every command.
+
+The CLI builds one App per invocation; tests build one with fake transports. Nothing here is
+created until a command asks for it, so `pimsync --help` and `pimsync mock` need no database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy import Engine
+
+from pimsync.config import Config
+from pimsync.pim.client import PimClient
+from pimsync.staging.database import open_engine, upgrade
+from pimsync.staging.repository import StagingRepository
+
+
+@dataclass
+class App:
+    """Configuration and factories; `pim_transport` lets tests talk to a fake PIM in-process."""
+
+    config: Config
+    pim_transport: httpx.BaseTransport | None = None
+    sleep: Callable[[float], None] = time.sleep
+    _engine: Engine | None = field(default=None, init=False, repr=False)
+
+    def engine(self) -> Engine:
+        """The staging engine, migrated to the newest schema on first use."""
+        if self._engine is None:
+            engine = open_engine(self.config.staging.url)
+            upgrade(engine)
+            self._engine = engine
+        return self._engine
+
+    def repository(self) -> StagingRepository:
+        return StagingRepository(self.engine())
+
+    def pim_client(self) -> PimClient:
+        return PimClient.from_config(self.config.pim, self.pim_transport, sleep=self.sleep)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from pimsync.staging.hashing import content_hash
+from pimsync.staging.repository import StagedItem, StagingRepository
+from pimsync.staging.tables import Status
+
+
+def item(code: str, data: dict, parent: str | None = None) -> StagedItem:
+    return StagedItem(
+        code=code, data=orjson.dumps(data), hash=content_hash(data), parent_code=parent
+    )
+
+
+def mark_pushed(repo: StagingRepository, entity: str, code: str) -> None:
+    from sqlalchemy import update
+
+    from pimsync.staging.tables import entity_tables
+
+    table = entity_tables[entity]
+    row = repo.get(entity, code)
+    assert row is not None
+    repo.connection.execute(
+        update(table)
+        .where(table.c.code == code)
+        .values(pushed_hash=row["hash"], status=Status.SYNCED)
+    )
+    repo.commit()
+
+
+def test_needs_update_rule(repo: StagingRepository):
+    counts = repo.upsert_fetched("products", [item("a", {"v": 1}), item("b", {"v": 1})])
+    assert (counts.new, counts.changed, counts.unchanged) == (2, 0, 0)
+    repo.commit()
+    mark_pushed(repo, "products", "a")
+
+    counts = repo.upsert_fetched("products", [item("a", {"v": 1}), item("b", {"v": 1})])
+    assert (counts.new, counts.changed, counts.unchanged) == (0, 0, 2)
+    assert repo.get("products", "a")["status"] == Status.SYNCED  # unchanged is never marked
+    assert repo.get("products", "b")["status"] == Status.NEW
+
+    counts = repo.upsert_fetched("products", [item("a", {"v": 2}), item("b", {"v": 2})])
+    assert (counts.changed, sorted(counts.changed_codes)) == (2, ["a", "b"])
+    assert repo.get("products", "a")["status"] == Status.NEEDS_UPDATE
+    assert repo.get("products", "b")["status"] == Status.NEW  # never pushed: still new
+
+    repo.upsert_fetched("products", [item("a", {"v": 1})])
+    assert repo.get("products", "a")["status"] == Status.SYNCED  # changed back to what was pushed
+
+
+def test_unseen_rows_are_flagged_deleted_only_by_a_complete_listing(repo: StagingRepository):
+    repo.upsert_fetched("categories", [item("a", {}), item("b", {}), item("c", {})])
+    repo.commit()
+    repo.begin_seen("categories")
+    repo.upsert_fetched("categories", [item("a", {}), item("c", {})])
+    assert repo.mark_unseen_deleted("categories") == ["b"]
+    assert repo.get("categories", "b")["status"] == Status.DELETED_IN_PIM
+    # A listing that did not complete flags nothing.
+    repo.begin_seen("categories")
+    repo.upsert_fetched("categories", [item("a", {})])
+    repo.drop_seen("categories")
+    assert repo.get("categories", "c")["status"] == Status.NEW
+    # Coming back revives it.
+    repo.upsert_fetched("categories", [item("b", {})])
+    assert repo.get("categories", "b")["status"] == Status.NEW
+
+
+def test_mark_needs_update_only_touches_synced_parents(repo: StagingRepository):
+    repo.upsert_fetched("product_models", [item("m1", {}), item("m2", {})])
+    repo.commit()
+    mark_pushed(repo, "product_models", "m1")
+    assert repo.mark_needs_update("product_models", ["m1", "m2", "missing"]) == ["m1"]
+    assert repo.get("product_models", "m1")["status"] == Status.NEEDS_UPDATE
+    assert repo.get("product_models", "m2")["status"] == Status.NEW
+
+
+def test_quarantine_keeps_the_reason_and_a_fix_releases_it(repo: StagingRepository):
+    repo.quarantine("products", "bad", b'{"uuid": 1}', "uuid: Input should be a valid UUID")
+    row = repo.get("products", "bad")
+    assert row["status"] == Status.QUARANTINED
+    assert row["last_error"] == "uuid: Input should be a valid UUID"
+    counts = repo.upsert_fetched("products", [item("bad", {"uuid": "fixed"})])
+    assert counts.changed == 1
+    assert repo.get("products", "bad")["status"] == Status.NEW
+
+
+def test_watermarks_are_per_feed_and_newest_wins(repo: StagingRepository):
+    assert repo.last_watermark("products") is None
+    first = repo.begin_run("import:full", ["products"], "f", "{}")
+    repo.record_watermark(first, "products", datetime(2026, 1, 1, tzinfo=UTC))
+    repo.commit()
+    second = repo.begin_run("import:incremental", ["products", "assets"], "f", "{}")
+    repo.record_watermark(second, "assets", datetime(2026, 1, 2, tzinfo=UTC))
+    repo.commit()
+    assert repo.last_watermark("products") == datetime(2026, 1, 1, tzinfo=UTC)
+    assert repo.last_watermark("assets") == datetime(2026, 1, 2, tzinfo=UTC)
+    assert repo.last_watermark("categories") is None
