@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pimsync.app import App
 from pimsync.config import Config, load_config
 from pimsync.staging.repository import StagingRepository
+from tests.postgres import postgres_server
 
 PIM_ENV = {
     "PIMSYNC_PIM__BASE_URL": "http://pim.test",
@@ -29,8 +32,30 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
 
 
+@pytest.fixture(scope="session")
+def postgres_root() -> Iterator[str]:
+    """One real PostgreSQL server for the whole session, on 127.0.0.1."""
+    with postgres_server() as url:
+        yield url
+
+
 @pytest.fixture
-def staging_url(tmp_path: Path) -> str:
+def postgres_url(postgres_root: str) -> Iterator[str]:
+    """A fresh, empty database on the session's server, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = postgres_root.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_root.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def staging_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test that stages data runs on both backends."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path / 'staging.db'}"
 
 

@@ -122,3 +122,18 @@ def test_secrets_are_masked_in_repr():
     )
     assert "hunter2" not in repr(config)
     assert "t0k" not in repr(config)
+
+
+def test_example_config_documents_every_key_with_its_default():
+    from pimsync.config import Config
+
+    example = Path(__file__).parents[2] / "config.example.toml"
+    text = example.read_text()
+    loaded = load_config(example, {})
+    defaults = Config()
+    for section in ("pim", "magento", "staging", "sync"):
+        model = getattr(defaults, section)
+        for key in type(model).model_fields:
+            assert f"{key} =" in text, f"[{section}] {key} is not documented"
+        if section != "staging":  # the staging default URL is resolved against the file
+            assert getattr(loaded, section) == model, f"[{section}] example differs from defaults"
