@@ -53,29 +53,12 @@ def postgres_server() -> Iterator[str]:
 
     run(str(bin_dir / "initdb"), "-D", str(data), "-U", "pimsync", "--auth=trust", "-E", "UTF8")
     options = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off"
-    run(
-        str(bin_dir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-o",
-        options,
-        "-l",
-        str(root / "log"),
-        "-w",
-        "start",
-    )
+    pg_ctl = str(bin_dir / "pg_ctl")
+    run(pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
     try:
-        run(
-            str(bin_dir / "createdb"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-U",
-            "pimsync",
-            "pimsync",
-        )
+        createdb = str(bin_dir / "createdb")
+        run(createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "pimsync", "pimsync")
         yield f"postgresql+psycopg://pimsync@127.0.0.1:{port}/pimsync"
     finally:
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        run(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
