@@ -421,19 +421,19 @@ def _parse(model: type[PimRecord], raw: Any) -> Item:
         record = model.model_validate(raw)
         record.staging_code()
     except ValidationError as exc:
-        return Rejected(_fallback_code(raw), raw, describe_validation_error(exc))
+        return Rejected(_fallback_code(model, raw), raw, describe_validation_error(exc))
     except ValueError as exc:
-        return Rejected(_fallback_code(raw), raw, str(exc))
+        return Rejected(_fallback_code(model, raw), raw, str(exc))
     return Parsed(record, raw)
 
 
-def _fallback_code(raw: Any) -> str:
+def _fallback_code(model: type[PimRecord], raw: Any) -> str:
     """The code a rejected record is quarantined under: its own when readable, else its hash."""
     if isinstance(raw, dict):
-        for key in ("uuid", "identifier", "code"):
+        for key in model.key_fields:
             value = raw.get(key)
             if isinstance(value, str) and 0 < len(value) <= 200:
-                attribute = raw.get("attribute") or raw.get("family")
-                return f"{attribute}/{value}" if isinstance(attribute, str) else value
+                parent = raw.get(model.parent_key) if model.parent_key else None
+                return f"{parent}/{value}" if isinstance(parent, str) else value
     digest = hashlib.sha256(orjson.dumps(raw, default=str)).hexdigest()[:16]
     return f"invalid:{digest}"

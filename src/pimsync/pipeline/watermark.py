@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+# `updated` and the Date header both have whole seconds and the filter is a strict `>`: an item
+# saved in the same second the feed began would be missed without at least this much overlap.
+MINIMUM_OVERLAP_SECONDS = 1
+
 
 def since_for(watermark: datetime | None, overlap_seconds: int) -> datetime | None:
     """The `updated >` bound of the next incremental: the watermark minus the safety overlap.
 
-    The overlap covers Elasticsearch's refresh lag and the one-second granularity of `updated`.
+    The overlap covers Elasticsearch's refresh lag and clock skew; it is never under one second.
     """
     if watermark is None:
         return None
-    return watermark - timedelta(seconds=overlap_seconds)
+    return watermark - timedelta(seconds=max(overlap_seconds, MINIMUM_OVERLAP_SECONDS))
 
 
 def next_watermark(previous: datetime | None, feed_started: datetime) -> datetime:

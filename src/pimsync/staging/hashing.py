@@ -1,7 +1,14 @@
 """The content hash that decides whether an item changed.
 
-One function, one version number: bump `HASH_VERSION` whenever `canonical` changes, so stored
-hashes of the old version are recognised as incomparable instead of silently "changed".
+One function, one version number: bump `HASH_VERSION` whenever the canonical form changes, so
+stored hashes of the old version are recognised as incomparable instead of silently "changed".
+
+The canonical form of a PIM record: the volatile fields dropped (timestamps, server links,
+read-only scores), the lists whose order means nothing sorted (value entries by locale and scope,
+category and group codes), keys sorted at every depth, and text in Unicode NFC. This runs for
+every record of every import, so it avoids walking the whole tree in Python: records are shaped
+alike (volatile fields sit at the top and in value entries), orjson sorts the keys, and NFC is
+applied to the serialized text only when it is not pure ASCII.
 """
 
 from __future__ import annotations
@@ -14,48 +21,62 @@ import orjson
 
 HASH_VERSION = 1
 
-# Keys that change without the item changing: timestamps, server links (they embed the PIM's
-# host), read-only scores and EE workflow metadata. They are dropped at every depth.
+# Fields that change without the item changing: timestamps, server links (they embed the PIM's
+# host), read-only scores, EE workflow metadata, and option labels Akeneo may inline.
 VOLATILE_KEYS = frozenset(
     {"created", "updated", "_links", "metadata", "quality_scores", "completenesses", "linked_data"}
 )
 
-# Lists whose order carries no meaning in the PIM; sorted so a reordering is not a change.
+# Top-level lists whose order carries no meaning in the PIM.
 UNORDERED_LISTS = frozenset({"categories", "groups", "attributes"})
 
 
-def canonical(value: Any, key: str | None = None) -> Any:
-    """Return `value` in canonical form: volatile keys dropped, strings NFC, unordered lists sorted.
+def canonical(record: Any) -> Any:
+    """`record` with volatile fields dropped and meaningless orders fixed (keys are left to
+    `canonical_json`, which sorts them)."""
+    if not isinstance(record, dict):
+        return record
+    result: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in VOLATILE_KEYS:
+            continue
+        if key == "values" and isinstance(value, dict):
+            value = {attribute: _entries(entries) for attribute, entries in value.items()}
+        elif (
+            key in UNORDERED_LISTS
+            and isinstance(value, list)
+            and all(isinstance(item, str) for item in value)
+        ):
+            value = sorted(value)
+        result[key] = value
+    return result
 
-    Value entries (`{"locale", "scope", "data"}` lists under `values`) are sorted by locale and
-    scope, since Akeneo gives no order for them.
-    """
-    if isinstance(value, str):
-        return value if value.isascii() else unicodedata.normalize("NFC", value)
-    if isinstance(value, dict):
-        if key == "values":
-            return {attribute: _canonical_entries(entries) for attribute, entries in value.items()}
-        return {k: canonical(v, k) for k, v in value.items() if k not in VOLATILE_KEYS}
-    if isinstance(value, list):
-        items = [canonical(item) for item in value]
-        if key in UNORDERED_LISTS and all(isinstance(item, str) for item in items):
-            items.sort()
-        return items
-    return value
 
-
-def _canonical_entries(entries: Any) -> Any:
+def _entries(entries: Any) -> Any:
+    """Value entries: their volatile fields dropped, sorted by (locale, scope)."""
     if not isinstance(entries, list):
-        return canonical(entries)
-    items = [canonical(entry) for entry in entries]
-    if len(items) > 1 and all(isinstance(item, dict) for item in items):
-        items.sort(key=lambda e: (str(e.get("locale") or ""), str(e.get("scope") or "")))
-    return items
+        return entries
+    cleaned = [
+        {k: v for k, v in entry.items() if k not in VOLATILE_KEYS}
+        if isinstance(entry, dict) and ("_links" in entry or "linked_data" in entry)
+        else entry
+        for entry in entries
+    ]
+    if len(cleaned) > 1 and all(isinstance(entry, dict) for entry in cleaned):
+        cleaned.sort(key=lambda e: (str(e.get("locale") or ""), str(e.get("scope") or "")))
+    return cleaned
 
 
 def canonical_json(record: Any) -> bytes:
-    """The bytes that are hashed: canonical JSON with sorted keys."""
-    return orjson.dumps(canonical(record), option=orjson.OPT_SORT_KEYS)
+    """The bytes that are hashed: canonical JSON with sorted keys, in NFC."""
+    data = orjson.dumps(canonical(record), option=orjson.OPT_SORT_KEYS)
+    if data.isascii():
+        return data
+    text = data.decode()
+    if unicodedata.is_normalized("NFC", text):  # a quick check, much cheaper than normalize
+        return data
+    # JSON's own syntax is ASCII, so normalising the text normalises every string in it.
+    return unicodedata.normalize("NFC", text).encode()
 
 
 def content_hash(record: Any) -> str:
