@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy import Engine
 
 from pimsync.config import Config
+from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
 from pimsync.staging.database import open_engine, upgrade
 from pimsync.staging.repository import StagingRepository
@@ -25,6 +27,7 @@ class App:
 
     config: Config
     pim_transport: httpx.BaseTransport | None = None
+    magento_transport: httpx.BaseTransport | None = None
     sleep: Callable[[float], None] = time.sleep
     _engine: Engine | None = field(default=None, init=False, repr=False)
 
@@ -41,6 +44,17 @@ class App:
 
     def pim_client(self) -> PimClient:
         return PimClient.from_config(self.config.pim, self.pim_transport, sleep=self.sleep)
+
+    def magento_client(self) -> MagentoClient:
+        return MagentoClient.from_config(
+            self.config.magento, self.magento_transport, sleep=self.sleep
+        )
+
+    def pim_client_or_none(self) -> AbstractContextManager[PimClient | None]:
+        """The PIM client when a PIM is configured (the push downloads images through it)."""
+        if self.config.pim.base_url is None:
+            return nullcontext(None)
+        return self.pim_client()
 
     def close(self) -> None:
         if self._engine is not None:

@@ -18,9 +18,15 @@ import click
 
 from pimsync import __version__, pipeline
 from pimsync.app import App
-from pimsync.config import FEEDS, load_config
+from pimsync.config import FEEDS, PUSH_FEEDS, load_config
 from pimsync.errors import ConfigError, InterruptedRunError, PimsyncError
-from pimsync.render import ImportProgress, render_error, render_import_report
+from pimsync.render import (
+    ImportProgress,
+    print_dry_run,
+    render_error,
+    render_import_report,
+    render_push_report,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -166,6 +172,70 @@ def import_incremental(app: App, feeds: tuple[str, ...], as_json: bool) -> None:
     click.get_current_context().exit(report.exit_code)
 
 
+@cli.command("create")
+@click.option(
+    "--feed",
+    "feeds",
+    multiple=True,
+    type=click.Choice(PUSH_FEEDS),
+    help="Only this feed (repeatable; default: all, in order).",
+)
+@click.option("--sku", "skus", multiple=True, help="Only these products (creates them if new).")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would be sent, item by item; change nothing."
+)
+@click.option("--limit", type=click.IntRange(1), help="Push at most N items per entity.")
+@click.option("--no-reindex", is_flag=True, help="Do not run [sync] reindex_command afterwards.")
+@json_option
+@pass_app
+def create(
+    app: App,
+    feeds: tuple[str, ...],
+    skus: tuple[str, ...],
+    dry_run: bool,
+    limit: int | None,
+    no_reindex: bool,
+    as_json: bool,
+) -> None:
+    """Push every non-skipped item that needs an update to Magento, in feed order.
+
+    New items are created when [sync] auto_create_new is true (the default) or when named
+    with --sku; the others wait, and the summary says how many.
+
+    \b
+        pimsync create
+        pimsync create --feed products --sku SKU-0000042 --dry-run
+    """
+    options = pipeline.PushOptions(
+        feeds=pipeline.order_push_feeds(feeds),
+        skus=list(skus) or None,
+        dry_run=dry_run,
+        limit=limit,
+        reindex=not no_reindex,
+        dry_run_sink=print_dry_run,
+    )
+    report = pipeline.run_push(app, "create", options)
+    render_push_report(report, as_json)
+    click.get_current_context().exit(report.exit_code)
+
+
+@cli.command("resync")
+@click.option("--feed", required=True, type=click.Choice(PUSH_FEEDS), help="The feed to push.")
+@click.option("--no-reindex", is_flag=True, help="Do not run [sync] reindex_command afterwards.")
+@json_option
+@pass_app
+def resync(app: App, feed: str, no_reindex: bool, as_json: bool) -> None:
+    """Push every staged item of one feed again, whatever its hash (deletions never are).
+
+    \b
+        pimsync resync --feed categories
+    """
+    options = pipeline.PushOptions(feeds=[feed], force=True, reindex=not no_reindex)
+    report = pipeline.run_push(app, "resync", options)
+    render_push_report(report, as_json)
+    click.get_current_context().exit(report.exit_code)
+
+
 @cli.group("db", context_settings=CONTEXT_SETTINGS)
 def db() -> None:
     """Manage the staging database."""
@@ -214,6 +284,27 @@ def mock_pim(port: int, products: int, seed: int, latency: float, error_rate: fl
     pim = FakePim(Catalog(products, seed=seed))
     pim.faults = Faults(latency=latency, error_rate=error_rate, seed=seed)
     serve_forever(pim, port=port, on_ready=lambda url: click.echo(f"mock PIM at {url}", err=True))
+
+
+@mock.command("magento")
+@click.option("--port", default=8082, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", default="magento-token", show_default=True)
+@click.option("--latency", default=0.0, show_default=True, help="Seconds added to each answer.")
+def mock_magento(port: int, token: str, latency: float) -> None:
+    """Serve a Magento-compatible REST API (stores default, fr, de on website base).
+
+    \b
+        pimsync mock magento --port 8082
+    """
+    from pimsync.testing.fake_magento import FakeMagento
+    from pimsync.testing.server import serve_forever
+
+    if latency < 0:
+        raise ConfigError("--latency must be at least 0")
+    with FakeMagento(token=token, latency=latency) as magento:
+        serve_forever(
+            magento, port=port, on_ready=lambda url: click.echo(f"mock Magento at {url}", err=True)
+        )
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import (
@@ -36,6 +37,9 @@ from pimsync.errors import ConfigError
 ENV_PREFIX = "PIMSYNC_"
 DEFAULT_CONFIG_NAME = "pimsync.toml"
 FEEDS = ("attributes", "categories", "products", "assets")
+# Push feeds: the import's products feed is pushed in two steps, configurable parents and simple
+# products first, then the variants that hang off them.
+PUSH_FEEDS = ("attributes", "categories", "products", "variants", "assets")
 
 
 class Section(BaseModel):
@@ -101,6 +105,39 @@ class SyncConfig(Section):
         return value
 
 
+class MappingConfig(Section):
+    """How PIM data becomes Magento data. Changing it marks only the items whose payload changes."""
+
+    # PIM locale -> Magento store view code. The admin locale's values are written globally.
+    locales: dict[str, str] = Field(
+        default_factory=lambda: {"en_US": "default", "fr_FR": "fr", "de_DE": "de"}
+    )
+    admin_locale: str = "en_US"
+    channel: str = "ecommerce"  # the PIM channel whose scopable values are pushed
+    # PIM currency -> Magento website code. With Magento's default (global) price scope, the
+    # price comes from the currency mapped to the first of `websites`.
+    currencies: dict[str, str] = Field(default_factory=lambda: {"EUR": "base"})
+    websites: list[str] = Field(default_factory=lambda: ["base"], min_length=1)
+    attribute_prefix: str = Field(default="pim_", pattern=r"^[a-z][a-z0-9_]*$|^$")
+    # PIM family -> Magento attribute set name; unmapped families get a set named after them.
+    attribute_sets: dict[str, str] = Field(default_factory=dict)
+    create_attribute_sets: bool = True
+    category_root_id: int = Field(default=2, ge=1)  # Magento parent of the PIM's root categories
+
+    @field_validator("admin_locale")
+    @classmethod
+    def _admin_locale_mapped(cls, value: str, info: ValidationInfo) -> str:
+        locales = info.data.get("locales") or {}
+        if locales and value not in locales:
+            raise ValueError(f"{value!r} is not one of the mapped locales ({', '.join(locales)})")
+        return value
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(
+            orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()[:16]
+
+
 class Config(BaseSettings):
     """The whole configuration; every section has working defaults except the remote URLs."""
 
@@ -110,6 +147,7 @@ class Config(BaseSettings):
     magento: MagentoConfig = Field(default_factory=MagentoConfig)
     staging: StagingConfig = Field(default_factory=StagingConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
     source_path: Path | None = Field(default=None, exclude=True)
 
     def require(self, *keys: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
+from typing import Any
 
 import click
 import orjson
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from pimsync.errors import ConfigError, PimsyncError
 from pimsync.pipeline.fetch import ImportObserver
+from pimsync.pipeline.push import PushReport
 from pimsync.pipeline.report import IMPORT_COUNTERS, FeedReport, RunReport
 
 
@@ -95,3 +97,45 @@ class ImportProgress(ImportObserver):
     def feed_finished(self, report: FeedReport) -> None:
         if self._progress is not None and report.feed in self._tasks:
             self._progress.update(self._tasks[report.feed], description=f"{report.feed}: done")
+
+
+def print_dry_run(request: dict[str, Any]) -> None:
+    """One line of JSON per item a dry run would send."""
+    click.echo(orjson.dumps(request, option=orjson.OPT_SORT_KEYS).decode())
+
+
+def render_push_report(report: PushReport, as_json: bool) -> None:
+    """The per-feed summary of a push, its first errors, and what waits."""
+    if as_json:
+        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
+    if report.dry_run:
+        click.echo("dry run: nothing was sent and staging is unchanged", err=True)
+        return
+    table = Table(title=f"{report.kind} (run {report.run_id}): {report.status}")
+    for column in ("feed", "created", "updated", "unchanged", "failed", "seconds"):
+        table.add_column(column, justify="left" if column == "feed" else "right")
+    for feed in report.feeds.values():
+        table.add_row(
+            feed.feed,
+            f"{feed.created:,}",
+            f"{feed.updated:,}",
+            f"{feed.unchanged:,}",
+            f"{feed.failed:,}",
+            f"{feed.seconds:.1f}",
+        )
+    Console(file=sys.stdout, width=120).print(table)
+    waiting = sum(feed.waiting_new for feed in report.feeds.values())
+    if waiting:
+        click.echo(
+            f"{waiting:,} new item(s) wait: auto_create_new is off; "
+            "create them with `pimsync create --sku CODE`"
+        )
+    if report.marked_by_mapping:
+        click.echo(f"{report.marked_by_mapping:,} item(s) re-pushed because the mapping changed")
+    for error in report.errors:
+        click.echo(f"error: {error['feed']} {error['code']}: {error['message']}")
+    if report.failed > len(report.errors):
+        click.echo(f"... and {report.failed - len(report.errors)} more errors")
+    if report.reindex:
+        click.echo(f"reindex: {report.reindex}")

@@ -131,7 +131,7 @@ def test_example_config_documents_every_key_with_its_default():
     text = example.read_text()
     loaded = load_config(example, {})
     defaults = Config()
-    for section in ("pim", "magento", "staging", "sync"):
+    for section in ("pim", "magento", "staging", "sync", "mapping"):
         model = getattr(defaults, section)
         for key in type(model).model_fields:
             assert f"{key} =" in text, f"[{section}] {key} is not documented"

@@ -202,6 +202,12 @@ class PimClient:
         body = self._get_json(f"{API}/media-files/{quote(code, safe='/')}", None)
         return _parse(MediaFile, body)
 
+    def download(self, url: str) -> bytes:
+        """A media file's bytes (from its `_links.download.href`), with the usual retries."""
+        response = self._retrying(url, lambda: self._send("GET", url, authenticated=True))
+        content: bytes = response.content
+        return content
+
     # -- plumbing --------------------------------------------------------------------------------
 
     def _structure_filter(self, since: datetime | None) -> dict[str, str]:

@@ -23,6 +23,8 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    case,
+    delete,
     func,
     insert,
     select,
@@ -32,7 +34,14 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from pimsync.errors import StagingError
 from pimsync.staging.hashing import HASH_VERSION
-from pimsync.staging.tables import Status, entity_tables, sync_log, sync_runs
+from pimsync.staging.tables import (
+    Status,
+    entity_tables,
+    product_media,
+    sync_log,
+    sync_runs,
+    sync_state,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +347,183 @@ class StagingRepository:
         table = entity_tables[entity]
         query = select(table.c.status, func.count()).group_by(table.c.status)
         return {status: count for status, count in self.connection.execute(query)}
+
+    # -- entities: push side -------------------------------------------------------------------
+
+    def pending_for_push(
+        self,
+        entity: str,
+        *,
+        after_id: int = 0,
+        limit: int = 500,
+        include_new: bool = True,
+        only: Sequence[str] | None = None,
+        has_parent: bool | None = None,
+        force: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The next rows to push, in id order after `after_id` (keyset paging).
+
+        Pending means needs_update, or new when `include_new`; skipped, quarantined and deleted
+        rows never are. `only` restricts to codes or identifiers (SKUs). `force` (a resync)
+        takes every pushable row whatever its hash.
+        """
+        table = entity_tables[entity]
+        if force:
+            statuses = [Status.NEW, Status.NEEDS_UPDATE, Status.SYNCED, Status.ERROR]
+        else:
+            statuses = [Status.NEEDS_UPDATE, Status.NEW] if include_new else [Status.NEEDS_UPDATE]
+        query = (
+            select(table)
+            .where(table.c.id > after_id, table.c.status.in_(statuses), table.c.skipped.is_(False))
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        if only is not None:
+            query = query.where(table.c.code.in_(only) | table.c.identifier.in_(only))
+        if has_parent is not None:
+            parent = table.c.parent_code
+            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        return [dict(row._mapping) for row in self.connection.execute(query)]
+
+    def count_waiting_new(self, entity: str, *, has_parent: bool | None = None) -> int:
+        """New items that wait for `create --sku` because auto_create_new is off."""
+        table = entity_tables[entity]
+        query = select(func.count()).where(table.c.status == Status.NEW, table.c.skipped.is_(False))
+        if has_parent is not None:
+            parent = table.c.parent_code
+            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        return int(self.connection.scalar(query) or 0)
+
+    def mark_pushed(self, entity: str, results: Sequence[dict[str, Any]]) -> None:
+        """Record successful pushes: each result has code, hash (the PIM hash that was pushed),
+        payload_hash, payload (JSON text) and magento_id. An item re-imported with another
+        hash while it was being pushed stays pending (needs_update)."""
+        if not results:
+            return
+        table = entity_tables[entity]
+        now = utcnow()
+        for result in results:
+            self.connection.execute(
+                update(table)
+                .where(table.c.code == result["code"])
+                .values(
+                    pushed_hash=result["hash"],
+                    payload_hash=result["payload_hash"],
+                    pushed_payload=result["payload"],
+                    magento_id=func.coalesce(result["magento_id"], table.c.magento_id),
+                    pushed_at=now,
+                    last_error=None,
+                    status=case(
+                        (table.c.hash == result["hash"], Status.SYNCED.value),
+                        else_=Status.NEEDS_UPDATE.value,
+                    ),
+                )
+            )
+
+    def record_item_error(self, entity: str, code: str, message: str) -> None:
+        table = entity_tables[entity]
+        self.connection.execute(
+            update(table)
+            .where(table.c.code == code)
+            .values(status=Status.ERROR, last_error=message[:4000])
+        )
+
+    def magento_ids(self, entity: str) -> dict[str, str]:
+        """PIM code -> Magento id, for the rows Magento already has."""
+        table = entity_tables[entity]
+        query = select(table.c.code, table.c.magento_id).where(table.c.magento_id.is_not(None))
+        return {code: str(magento_id) for code, magento_id in self.connection.execute(query)}
+
+    def synced_rows(self, entity: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
+        table = entity_tables[entity]
+        query = (
+            select(table)
+            .where(table.c.id > after_id, table.c.status == Status.SYNCED)
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        return [dict(row._mapping) for row in self.connection.execute(query)]
+
+    def mark_codes(self, entity: str, codes: Sequence[str], status: str) -> None:
+        table = entity_tables[entity]
+        for chunk in _chunks(list(codes), 500):
+            self.connection.execute(
+                update(table).where(table.c.code.in_(chunk)).values(status=status)
+            )
+
+    # -- product media --------------------------------------------------------------------------
+
+    def want_media(self, sku: str, media: Sequence[tuple[str, str | None]]) -> None:
+        """The images a product should have, in order: new ones are queued for upload, ones it
+        should no longer have are queued for removal."""
+        wanted = {code: (position, label) for position, (code, label) in enumerate(media)}
+        existing = {
+            row.media_code: row
+            for row in self.connection.execute(
+                select(product_media).where(product_media.c.product_sku == sku)
+            )
+        }
+        for code, (position, label) in wanted.items():
+            if code not in existing:
+                self.connection.execute(
+                    insert(product_media).values(
+                        product_sku=sku,
+                        media_code=code,
+                        position=position,
+                        label=label,
+                        status="pending",
+                    )
+                )
+        for code, row in existing.items():
+            if code not in wanted and row.status != "remove":
+                self.connection.execute(
+                    update(product_media)
+                    .where(product_media.c.id == row.id)
+                    .values(status="remove")
+                )
+
+    def pending_media(
+        self, *, after_id: int = 0, limit: int = 200, only: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        query = (
+            select(product_media)
+            .where(product_media.c.id > after_id, product_media.c.status.in_(["pending", "remove"]))
+            .order_by(product_media.c.id)
+            .limit(limit)
+        )
+        if only is not None:
+            query = query.where(product_media.c.product_sku.in_(only))
+        return [dict(row._mapping) for row in self.connection.execute(query)]
+
+    def media_done(self, row_id: int, entry_id: str | None, error: str | None = None) -> None:
+        if error is not None:
+            values: dict[str, Any] = {"status": "error", "last_error": error[:4000]}
+        elif entry_id is None:  # removed from Magento
+            self.connection.execute(delete(product_media).where(product_media.c.id == row_id))
+            return
+        else:
+            values = {"status": "synced", "entry_id": entry_id, "last_error": None}
+        self.connection.execute(
+            update(product_media).where(product_media.c.id == row_id).values(**values)
+        )
+
+    def media_counts(self) -> dict[str, int]:
+        query = select(product_media.c.status, func.count()).group_by(product_media.c.status)
+        return {status: count for status, count in self.connection.execute(query)}
+
+    # -- key-value state ----------------------------------------------------------------------
+
+    def state(self, key: str) -> str | None:
+        return self.connection.scalar(select(sync_state.c.value).where(sync_state.c.key == key))
+
+    def set_state(self, key: str, value: str) -> None:
+        if (
+            self.connection.execute(
+                update(sync_state).where(sync_state.c.key == key).values(value=value)
+            ).rowcount
+            == 0
+        ):
+            self.connection.execute(insert(sync_state).values(key=key, value=value))
 
     # -- runs and the sync log ---------------------------------------------------------------
 

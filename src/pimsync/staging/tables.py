@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -71,6 +72,9 @@ def _entity_table(name: str) -> Table:
         Column("imported_at", DateTime(timezone=True), nullable=False),
         Column("pushed_at", DateTime(timezone=True)),
         Column("magento_id", String(64)),
+        # What was last sent to Magento, and its hash: "what is pushed is hashed".
+        Column("payload_hash", String(64)),
+        Column("pushed_payload", Text),
         Index(f"ix_{name}_identifier", "identifier"),
     )
 
@@ -93,6 +97,30 @@ sync_runs = Table(
     Column("message", Text),
     Column("host", String(255)),
     Column("pid", Integer),
+)
+
+# One row per image a product should have in Magento; the assets feed uploads the rows
+# without an entry id. Keyed by SKU: Magento's media endpoint is.
+product_media = Table(
+    "product_media",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("product_sku", String(255), nullable=False),
+    Column("media_code", String(255), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("label", String(255)),
+    Column("entry_id", String(32)),
+    Column("status", String(16), nullable=False, index=True),
+    Column("last_error", Text),
+    UniqueConstraint("product_sku", "media_code", name="uq_product_media"),
+)
+
+# Small facts that outlive a run, such as the mapping fingerprint of the last push.
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 sync_log = Table(
