@@ -81,6 +81,8 @@ class MagentoConfig(Section):
     concurrency: int = Field(default=8, ge=1, le=256)
     max_items_per_request: int = Field(default=100, ge=1, le=5000)
     timeout: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    max_retry_wait: float = Field(default=60.0, gt=0)
     verify_tls: bool = True
     ca_bundle: Path | None = None
 

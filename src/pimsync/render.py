@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from pimsync.errors import ConfigError, PimsyncError
 from pimsync.pipeline.fetch import ImportObserver
 from pimsync.pipeline.push import PushReport
 from pimsync.pipeline.report import IMPORT_COUNTERS, FeedReport, RunReport
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+
+# rich is imported where it draws: a cron run with --json never loads it (it weighs ~7 MB).
+
+
+def _table(title: str) -> Table:
+    from rich.table import Table
+
+    return Table(title=title)
+
+
+def _print(table: Table) -> None:
+    from rich.console import Console
+
+    # sys.stdout at call time, so click's test runner captures the table too.
+    Console(file=sys.stdout, width=120).print(table)
 
 
 def render_error(exc: PimsyncError) -> None:
@@ -33,7 +49,7 @@ def render_import_report(report: RunReport, as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
         return
-    table = Table(title=f"{report.kind} (run {report.run_id}): {report.status}")
+    table = _table(f"{report.kind} (run {report.run_id}): {report.status}")
     table.add_column("feed")
     table.add_column("mode")
     for counter in IMPORT_COUNTERS:
@@ -42,8 +58,7 @@ def render_import_report(report: RunReport, as_json: bool) -> None:
     for feed in report.feeds.values():
         counts = [f"{getattr(feed, counter):,}" for counter in IMPORT_COUNTERS]
         table.add_row(feed.feed, feed.mode, *counts, f"{feed.seconds:.1f}")
-    # sys.stdout at call time, so click's test runner captures the table too.
-    Console(file=sys.stdout, width=120).print(table)
+    _print(table)
     notes = [f"{feed.feed}: {feed.note}" for feed in report.feeds.values() if feed.note]
     marked = sum(feed.dependents_marked for feed in report.feeds.values())
     if marked:
@@ -66,6 +81,9 @@ class ImportProgress(ImportObserver):
 
     def __enter__(self) -> ImportProgress:
         if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(bar_width=None),
@@ -112,7 +130,7 @@ def render_push_report(report: PushReport, as_json: bool) -> None:
     if report.dry_run:
         click.echo("dry run: nothing was sent and staging is unchanged", err=True)
         return
-    table = Table(title=f"{report.kind} (run {report.run_id}): {report.status}")
+    table = _table(f"{report.kind} (run {report.run_id}): {report.status}")
     for column in ("feed", "created", "updated", "unchanged", "failed", "seconds"):
         table.add_column(column, justify="left" if column == "feed" else "right")
     for feed in report.feeds.values():
@@ -124,7 +142,7 @@ def render_push_report(report: PushReport, as_json: bool) -> None:
             f"{feed.failed:,}",
             f"{feed.seconds:.1f}",
         )
-    Console(file=sys.stdout, width=120).print(table)
+    _print(table)
     waiting = sum(feed.waiting_new for feed in report.feeds.values())
     if waiting:
         click.echo(

@@ -106,15 +106,21 @@ def test_token_with_json_or_form_body(pim: FakePim) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"auth": ("pimsync", "wrong")}, 'Parameter "client_id" is missing or does not match any '
-         "client, or secret is invalid"),
+        (
+            {"auth": ("pimsync", "wrong")},
+            'Parameter "client_id" is missing or does not match any client, or secret is invalid',
+        ),
         ({"password": "wrong"}, "No user found for the given username and password"),
-        ({"grant_type": ""}, 'Parameter "grant_type", "username" or "password" is missing, '
-         "empty or invalid"),
-        ({"grant_type": "refresh_token"}, 'Parameter "grant_type" or "refresh_token" is missing '
-         "or empty"),
+        (
+            {"grant_type": ""},
+            'Parameter "grant_type", "username" or "password" is missing, empty or invalid',
+        ),
+        (
+            {"grant_type": "refresh_token"},
+            'Parameter "grant_type" or "refresh_token" is missing or empty',
+        ),
     ],
-)  # fmt: skip
+)
 def test_token_errors_are_akeneo_422s(
     pim: FakePim, overrides: dict[str, Any], message: str
 ) -> None:
@@ -157,9 +163,13 @@ def test_refresh_gives_new_tokens_once(pim: FakePim) -> None:
 
 def test_search_after_serves_every_product_once(pim: FakePim, client: httpx.Client) -> None:
     items, pages = fetch_all(
-        client, PRODUCTS, pagination_type="search_after", limit=100, locales="fr_FR",
+        client,
+        PRODUCTS,
+        pagination_type="search_after",
+        limit=100,
+        locales="fr_FR",
         attributes="sku,name",
-    )  # fmt: skip
+    )
     catalog = pim.catalog
     assert [item["uuid"] for item in items] == [catalog.uuid(i) for i in range(2000)]
     assert {pim.times_served(i) for i in range(2000)} == {1}
@@ -190,13 +200,18 @@ def test_page_pagination_with_count_and_links(client: httpx.Client) -> None:
         ({"limit": 0}, '"0" is not a valid limit number.'),
         ({"page": "x"}, '"x" is not a valid page number.'),
         ({"pagination_type": "cursor"}, "Pagination type does not exist."),
-        ({"page": 101, "limit": 100}, 'You have reached the maximum number of pages you can '
-         'retrieve with the "page" pagination type. Please use the search after pagination type '
-         "instead"),
-        ({"search_after": "!!!", "pagination_type": "search_after"},
-         'Parameter "search_after" is not valid, "!!!" given.'),
+        (
+            {"page": 101, "limit": 100},
+            "You have reached the maximum number of pages you can "
+            'retrieve with the "page" pagination type. Please use the search after pagination type '
+            "instead",
+        ),
+        (
+            {"search_after": "!!!", "pagination_type": "search_after"},
+            'Parameter "search_after" is not valid, "!!!" given.',
+        ),
     ],
-)  # fmt: skip
+)
 def test_pagination_errors(client: httpx.Client, params: dict[str, Any], message: str) -> None:
     answer = client.get(PRODUCTS, params=params)
     assert answer.status_code == 422
@@ -220,9 +235,12 @@ def test_updated_filter_with_products_sharing_seconds(client: httpx.Client) -> N
     # 500 products share each second: 0-499 at 00:00:00, 500-999 at 00:00:01, ...
     for limit in (100, 70):  # 70: pages end inside a second
         items, _ = fetch_all(
-            client, PRODUCTS, pagination_type="search_after", limit=limit,
+            client,
+            PRODUCTS,
+            pagination_type="search_after",
+            limit=limit,
             search=updated_after("2026-01-01 00:00:01"),
-        )  # fmt: skip
+        )
         assert skus(items) == [f"SKU-{i:07d}" for i in range(1000, 2000)]
     between = search(updated=[{"operator": "BETWEEN", "value": ["2026-01-01 00:00:01"] * 2}])
     items, _ = fetch_all(client, PRODUCTS, limit=100, search=between)
@@ -246,16 +264,25 @@ def test_updated_filter_is_read_in_the_pim_time_zone() -> None:
     [
         ("{not json", 400, "Search query parameter should be valid JSON."),
         ('"updated"', 422, 'Search query parameter has to be an array, "string" given.'),
-        (search(updated=[{"operator": ">", "value": "2026-01-01T00:00:00"}]), 422,
-         'Property "updated" expects a string with the format "yyyy-mm-dd H:i:s" as data, '
-         '"2026-01-01T00:00:00" given.'),
-        (search(updated=[{"operator": "LIKE", "value": "x"}]), 422,
-         'Filter on property "updated" is not supported or does not support operator "LIKE"'),
-        (search(brand=[{"operator": "=", "value": "x"}]), 422,
-         'Filter on property "brand" is not supported or does not support operator "="'),
+        (
+            search(updated=[{"operator": ">", "value": "2026-01-01T00:00:00"}]),
+            422,
+            'Property "updated" expects a string with the format "yyyy-mm-dd H:i:s" as data, '
+            '"2026-01-01T00:00:00" given.',
+        ),
+        (
+            search(updated=[{"operator": "LIKE", "value": "x"}]),
+            422,
+            'Filter on property "updated" is not supported or does not support operator "LIKE"',
+        ),
+        (
+            search(brand=[{"operator": "=", "value": "x"}]),
+            422,
+            'Filter on property "brand" is not supported or does not support operator "="',
+        ),
         (search(updated=[{"value": "x"}]), 422, 'Operator is missing for the property "updated".'),
     ],
-)  # fmt: skip
+)
 def test_search_errors(client: httpx.Client, filters: str, status: int, message: str) -> None:
     answer = client.get(PRODUCTS, params={"search": filters})
     assert (answer.status_code, answer.json()) == (status, {"code": status, "message": message})
@@ -295,9 +322,12 @@ def test_updated_filter_bisects_instead_of_scanning() -> None:
     last_second = datetime.fromtimestamp(base_updated(999_999) - 1, UTC)
     with connect(pim) as client:
         items, _ = fetch_all(
-            client, PRODUCTS, pagination_type="search_after", limit=100,
+            client,
+            PRODUCTS,
+            pagination_type="search_after",
+            limit=100,
             search=updated_after(last_second.strftime("%Y-%m-%d %H:%M:%S")),
-        )  # fmt: skip
+        )
     assert skus(items) == [f"SKU-{i:07d}" for i in range(999_500, 1_000_000)]
     assert calls < 1000
 
@@ -321,8 +351,10 @@ def test_other_filters(pim: FakePim, client: httpx.Client) -> None:
     chosen = search(uuid=[{"operator": "IN", "value": uuids}])
     pim.reset_stats()
     assert skus(fetch_all(client, PRODUCTS, search=chosen)[0]) == [
-        "SKU-0000003", "SKU-0000042", "SKU-0001500"
-    ]  # fmt: skip
+        "SKU-0000003",
+        "SKU-0000042",
+        "SKU-0001500",
+    ]
     assert pim.served_uuids() == set(uuids)
 
 
@@ -346,6 +378,8 @@ def test_patch_then_get_shows_the_change(pim: FakePim, client: httpx.Client) -> 
     assert after["values"]["price"] == before["values"]["price"]
     items, _ = fetch_all(client, PRODUCTS, search=updated_after("2026-03-01 09:01:00"))
     assert [item["uuid"] for item in items] == [uuid]
+    recent = search(updated=[{"operator": "SINCE LAST N DAYS", "value": 1}])
+    assert [item["uuid"] for item in fetch_all(client, PRODUCTS, search=recent)[0]] == [uuid]
     assert pim.product(7) == {k: v for k, v in after.items()}
 
 
@@ -430,8 +464,9 @@ def test_structure_endpoints(client: httpx.Client) -> None:
     locales = fetch_all(client, f"{API}/locales", search=enabled)[0]
     assert sorted(x["code"] for x in locales) == ["de_DE", "en_US", "fr_FR"]
     assert client.get(f"{API}/families/nope").json() == {
-        "code": 404, "message": 'Family "nope" does not exist.'
-    }  # fmt: skip
+        "code": 404,
+        "message": 'Family "nope" does not exist.',
+    }
 
 
 def test_media_download(pim: FakePim, client: httpx.Client) -> None:
@@ -501,8 +536,14 @@ def test_random_faults_are_seeded(pim: FakePim) -> None:
                     outcomes.append(answer.headers["Content-Type"])
         return outcomes
 
-    faults = Faults(error_rate=0.2, rate_limit_rate=0.1, drop_rate=0.1, malformed_rate=0.1,
-                    html_error_rate=0.1, seed=4)  # fmt: skip
+    faults = Faults(
+        error_rate=0.2,
+        rate_limit_rate=0.1,
+        drop_rate=0.1,
+        malformed_rate=0.1,
+        html_error_rate=0.1,
+        seed=4,
+    )
     first = run(faults)
     assert first == run(faults) != run(Faults(error_rate=0.5, seed=5))
     assert {"drop", 429, 200, "application/json", "text/html"} <= set(first)

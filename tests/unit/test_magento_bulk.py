@@ -10,7 +10,8 @@ import pytest
 
 from pimsync.config import MagentoConfig
 from pimsync.magento import bulk
-from pimsync.magento.client import ItemRejected, MagentoClient, is_lock_message
+from pimsync.magento.client import MagentoClient
+from pimsync.magento.http import ItemRejected, is_lock_message
 from pimsync.magento.models import BulkItem
 from pimsync.testing.fake_magento import FakeMagento
 

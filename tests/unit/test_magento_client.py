@@ -13,7 +13,8 @@ import pytest
 
 from pimsync.config import MagentoConfig
 from pimsync.errors import MagentoError
-from pimsync.magento.client import ItemRejected, MagentoClient, classify_response, render_message
+from pimsync.magento.client import MagentoClient
+from pimsync.magento.http import ItemRejected, classify_response, render_message
 from pimsync.testing.fake_magento import FakeMagento
 from pimsync.testing.server import serve
 
@@ -35,9 +36,11 @@ def sleeps() -> list[float]:
     return []
 
 
-def make_client(handler: Handler, sleeps: list[float] | None = None, **kw) -> MagentoClient:
+def make_client(
+    handler: Handler, sleeps: list[float] | None = None, settings: MagentoConfig = SETTINGS
+) -> MagentoClient:
     record = sleeps.append if sleeps is not None else (lambda _s: None)
-    return MagentoClient.from_config(SETTINGS, httpx.MockTransport(handler), sleep=record, **kw)
+    return MagentoClient.from_config(settings, httpx.MockTransport(handler), sleep=record)
 
 
 @pytest.fixture
@@ -389,7 +392,8 @@ def test_retry_after_is_honoured(fm, client, sleeps):
 
 def test_exhausted_retries_stop_the_run(fm, sleeps):
     fm.fail_next(3, 503)
-    with make_client(fm, sleeps, max_attempts=3) as c, pytest.raises(MagentoError) as stopped:
+    settings = SETTINGS.model_copy(update={"max_attempts": 3})  # [magento] max_attempts
+    with make_client(fm, sleeps, settings) as c, pytest.raises(MagentoError) as stopped:
         c.save_product(product("A"))
     assert str(stopped.value).startswith("Magento unavailable: answered 503")
     assert "after 3 attempts" in str(stopped.value)

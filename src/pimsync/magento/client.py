@@ -1,17 +1,15 @@
 """MagentoClient: writes the catalog into Magento 2.4 / Adobe Commerce over REST.
 
 Every URL carries a store code (`/rest/<store>/V1/...`, `all` by default), since a plain
-`/rest/V1` update writes store-view overrides on the default store. `classify_response` sorts
-answers into success, an item rejection (`ItemRejected`: data for the run report), a retryable
-failure (429, 5xx, HTML pages, database deadlocks) or a run-stopping `MagentoError` (bad token,
-wrong base URL). Writes that are not idempotent (media, options, category creation) check what
-Magento already holds before they repeat a request whose fate is unknown.
+`/rest/V1` update writes store-view overrides on the default store. Sending, retries and the
+meaning of an answer live in `pimsync.magento.http`; a refused item raises its `ItemRejected`.
+Writes that are not idempotent (media, options, category creation) check what Magento already
+holds before they repeat a request whose fate is unknown.
 """
 
 from __future__ import annotations
 
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -20,127 +18,28 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
-import orjson
-from tenacity import (
-    RetryCallState,
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
-from pimsync import __version__
 from pimsync.config import MagentoConfig
-from pimsync.errors import MagentoError, RetryableHTTPError
+from pimsync.errors import MagentoError
 from pimsync.magento import bulk
+from pimsync.magento.http import (
+    MAX_ATTEMPTS,
+    MAX_RETRY_WAIT,
+    ROUTE_MISS,
+    ItemRejected,
+    Sender,
+    expect_id,
+    expect_object,
+    expect_rows,
+    is_lock_message,
+    make_pool_factory,
+    parse_id,
+)
 from pimsync.magento.models import BulkSubmission, OperationResult, StoreView, Website
 
-MAX_ATTEMPTS = 5
-MAX_RETRY_WAIT = 60.0
 # An image upload "might take 30 seconds or so" (reference §9): give it more than a save.
 MEDIA_TIMEOUT = 120.0
-PAGE_SIZE = 300  # the largest page Magento allows when input limits are on
 PRODUCT_ENTITY_TYPE = 4
-ROUTE_MISS = "Request does not match any route."
-TOKEN_HINT = (
-    "check [magento] token (an integration token needs "
-    "oauth/consumer/enable_integration_as_bearer since 2.4.4)"
-)
-_LOCK_MESSAGES = ("deadlock found when trying to get lock", "lock wait timeout exceeded")
-_ERROR_KEYS = frozenset(("message", "parameters", "errors", "code", "trace"))
-_RETRYABLE = (RetryableHTTPError, httpx.TransportError)
-# Failures after which the request surely did not take effect, so repeating it is always safe.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-class ItemRejected(Exception):
-    """Magento refused one item (a 4xx, or an error body in a 200). Not a `PimsyncError`: the push
-    stage records `message` as the item's error and goes on."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def is_lock_message(message: str) -> bool:
-    """A deadlock or lock-wait timeout, wrapped by the repository or raw (categories, bulk)."""
-    lowered = message.lower()
-    return any(text in lowered for text in _LOCK_MESSAGES)
-
-
-def render_message(body: Any) -> str:
-    """Magento's message with its `%1` (list) or `%name` (object) parameters substituted.
-
-    Substitution follows PHP's `strtr`, as Magento's Placeholder renderer does: the longest
-    placeholder wins, so `%10` is not read as `%1` followed by `0`. Nested `errors` are appended.
-    """
-    if not isinstance(body, dict):
-        return body if isinstance(body, str) else orjson.dumps(body).decode()
-    text = _render(str(body.get("message") or ""), body.get("parameters"))
-    nested = [
-        _render(str(e.get("message") or ""), e.get("parameters"))
-        for e in body.get("errors") or ()
-        if isinstance(e, dict)
-    ]
-    return f"{text} [{'; '.join(nested)}]" if nested else text
-
-
-def _render(text: str, parameters: Any) -> str:
-    if isinstance(parameters, list):
-        pairs = {f"%{i}": value for i, value in enumerate(parameters, start=1)}
-    elif isinstance(parameters, dict):
-        pairs = {f"%{key}": value for key, value in parameters.items()}
-    else:
-        return text
-    if not pairs:
-        return text
-    pattern = re.compile("|".join(re.escape(k) for k in sorted(pairs, key=len, reverse=True)))
-    return pattern.sub(lambda match: _php_str(pairs[match.group(0)]), text)
-
-
-def _php_str(value: Any) -> str:
-    if value is None or value is False:
-        return ""
-    if value is True:
-        return "1"
-    if isinstance(value, str | int | float):
-        return str(value)
-    return orjson.dumps(value).decode()
-
-
-def classify_response(response: httpx.Response) -> Any:
-    """Return the decoded body of a success; raise for anything else (see the module doc)."""
-    status = response.status_code
-    where = f"{response.request.method} {response.request.url.path}"
-    try:
-        body, readable = orjson.loads(response.content), True
-    except orjson.JSONDecodeError:
-        body, readable = None, False
-    html = "html" in response.headers.get("Content-Type", "") or response.content[:1] == b"<"
-    if readable and isinstance(body, dict) and isinstance(body.get("message"), str):
-        message = render_message(body)
-    else:
-        kind = "an HTML page" if html else "a body that is not Magento's JSON"
-        message = f"{status} {response.reason_phrase} ({kind})"
-    if 200 <= status < 300:
-        if not readable:  # a maintenance page or a proxy answering for Magento
-            raise RetryableHTTPError(response, message)
-        if isinstance(body, dict) and "message" in body and body.keys() <= _ERROR_KEYS:
-            raise ItemRejected(status, message)  # an error served as 200: nothing was saved
-        return body
-    if status in (401, 403):
-        raise MagentoError(f"Magento answered {status} ({message}) for {where}: {TOKEN_HINT}")
-    if 300 <= status < 400 or (status == 404 and (not readable or message == ROUTE_MISS)):
-        target = response.headers.get("Location", message)
-        raise MagentoError(
-            f"Magento answered {status} ({target}) for {where}: check [magento] base_url "
-            "(and that the store code in the URL exists)"
-        )
-    if status == 429 or status >= 500 or (status == 400 and is_lock_message(message)):
-        raise RetryableHTTPError(response, message)
-    raise ItemRejected(status, message)
 
 
 @dataclass
@@ -171,12 +70,16 @@ class MagentoClient:
         *,
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = MAX_ATTEMPTS,
+        max_retry_wait: float = MAX_RETRY_WAIT,
     ) -> None:
         self.http = http
         self.settings = settings
         self.max_attempts = max_attempts
+        self.max_retry_wait = max_retry_wait
         self._sleep = sleep
-        self._backoff = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=0.5)
+        self._sender = Sender(
+            http, sleep=sleep, max_attempts=max_attempts, max_retry_wait=max_retry_wait
+        )
         self._shared = _Shared()
         self._new_http: Callable[[], httpx.Client] | None = None
         self._owns_pools = False
@@ -188,7 +91,6 @@ class MagentoClient:
         transport: httpx.BaseTransport | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        max_attempts: int = MAX_ATTEMPTS,
     ) -> MagentoClient:
         if settings.base_url is None:
             raise MagentoError(
@@ -196,35 +98,13 @@ class MagentoClient:
             )
         if settings.token is None or not settings.token.get_secret_value().strip():
             raise MagentoError("no Magento token: set [magento] token (PIMSYNC_MAGENTO__TOKEN)")
-        # One SSL context for every pool: building one loads the CA bundle (~50 ms of CPU).
-        if settings.ca_bundle is not None:
-            verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
-        else:
-            verify = httpx.create_ssl_context(verify=settings.verify_tls)
-        # Users often paste the REST endpoint rather than the shop URL.
-        base = str(settings.base_url).rstrip("/").removesuffix("/V1").removesuffix("/rest")
-        token = settings.token.get_secret_value().strip()
-
-        def new_http(connections: int) -> httpx.Client:
-            # Keep-alive for every connection: a pool that closes the surplus churns sockets.
-            limits = httpx.Limits(
-                max_connections=connections, max_keepalive_connections=connections
-            )
-            return httpx.Client(
-                base_url=base,
-                timeout=settings.timeout,
-                transport=transport,
-                verify=verify,
-                limits=limits,
-                headers={
-                    "Accept": "application/json",
-                    "Authorization": f"Bearer {token}",
-                    "User-Agent": f"pimsync/{__version__}",
-                },
-            )
-
+        new_http = make_pool_factory(settings, settings.token.get_secret_value().strip(), transport)
         client = cls(
-            new_http(settings.concurrency), settings, sleep=sleep, max_attempts=max_attempts
+            new_http(settings.concurrency),
+            settings,
+            sleep=sleep,
+            max_attempts=settings.max_attempts,
+            max_retry_wait=settings.max_retry_wait,
         )
         if transport is None:  # an injected transport is the pool: workers share it
             # A worker sends one request at a time; the spare covers a socket being closed.
@@ -244,7 +124,11 @@ class MagentoClient:
             return self
         http = self._new_http()
         worker = MagentoClient(
-            http, self.settings, sleep=self._sleep, max_attempts=self.max_attempts
+            http,
+            self.settings,
+            sleep=self._sleep,
+            max_attempts=self.max_attempts,
+            max_retry_wait=self.max_retry_wait,
         )
         worker._shared, worker._new_http = self._shared, self._new_http
         with self._shared.guard:
@@ -274,11 +158,11 @@ class MagentoClient:
     def store_views(self) -> list[StoreView]:
         """Store views without the admin store (id 0)."""
         rows = self._call("GET", _url("all", "store/storeViews"))
-        return [StoreView.model_validate(r) for r in _rows(rows) if r.get("id") != 0]
+        return [StoreView.model_validate(r) for r in expect_rows(rows) if r.get("id") != 0]
 
     def websites(self) -> list[Website]:
         rows = self._call("GET", _url("all", "store/websites"))
-        return [Website.model_validate(r) for r in _rows(rows) if r.get("id") != 0]
+        return [Website.model_validate(r) for r in expect_rows(rows) if r.get("id") != 0]
 
     # -- attribute sets --------------------------------------------------------------------------
 
@@ -305,7 +189,7 @@ class MagentoClient:
             if name.strip().lower() not in existing:
                 raise
             return existing[name.strip().lower()]
-        return _id(_object(created, "attribute_set_id")["attribute_set_id"])
+        return expect_id(expect_object(created, "attribute_set_id")["attribute_set_id"])
 
     def attribute_groups(self, set_id: int) -> dict[str, int]:
         rows = self._search("products/attribute-sets/groups/list", {"attribute_set_id": set_id})
@@ -330,14 +214,14 @@ class MagentoClient:
 
     def get_attribute(self, code: str) -> dict[str, Any] | None:
         found = self._get_or_none(_url("all", f"products/attributes/{_q(code)}"))
-        return None if found is None else _object(found, "attribute_code")
+        return None if found is None else expect_object(found, "attribute_code")
 
     def save_attribute(self, payload: dict[str, Any], *, exists: bool) -> dict[str, Any]:
         """Create (POST) or update (PUT) an attribute; a create that finds it exists updates."""
         code = str(payload.get("attribute_code") or "")
         if not exists:
             try:
-                return _object(
+                return expect_object(
                     self._call("POST", _url("all", "products/attributes"), {"attribute": payload}),
                     "attribute_code",
                 )
@@ -351,12 +235,12 @@ class MagentoClient:
                 raise ItemRejected(404, f'The attribute "{code}" does not exist in Magento.')
             payload = {**payload, "attribute_id": current["attribute_id"]}
         path = _url("all", f"products/attributes/{_q(code)}")
-        return _object(self._call("PUT", path, {"attribute": payload}), "attribute_code")
+        return expect_object(self._call("PUT", path, {"attribute": payload}), "attribute_code")
 
     def attribute_options(self, code: str) -> list[dict[str, Any]]:
         """Options with admin labels (read through `all`), without the blank first entry."""
         rows = self._call("GET", _url("all", f"products/attributes/{_q(code)}/options"))
-        return [r for r in _rows(rows) if str(r.get("value", "")) != ""]
+        return [r for r in expect_rows(rows) if str(r.get("value", "")) != ""]
 
     def add_option(self, code: str, option: dict[str, Any]) -> int:
         """Add an option; answers its id whatever the version returns (an existing label too)."""
@@ -364,7 +248,7 @@ class MagentoClient:
 
         def find() -> int | None:
             matches = [
-                _id(o["value"])
+                expect_id(o["value"])
                 for o in self.attribute_options(code)
                 if str(o.get("label") or "").strip().lower() == label.lower()
             ]
@@ -380,7 +264,7 @@ class MagentoClient:
                     raise
                 return found
             # 2.4 answers "215"; 2.3 "id_new_option"; 2.1-2.2 true: then look the label up.
-            option_id = _id_or_none(result)
+            option_id = parse_id(result)
             if option_id is None:
                 option_id = find()
             if option_id is None:
@@ -411,13 +295,17 @@ class MagentoClient:
             return max(rows, key=lambda r: int(r["id"])) if rows else None
 
         body = {"category": payload}
-        return _object(self._call("POST", _url(store, "categories"), body, recover=find), "id")
+        return expect_object(
+            self._call("POST", _url(store, "categories"), body, recover=find), "id"
+        )
 
     def update_category(
         self, category_id: int, payload: dict[str, Any], store: str
     ) -> dict[str, Any]:
         body = {"category": {**payload, "id": category_id}}
-        return _object(self._call("PUT", _url(store, f"categories/{category_id}"), body), "id")
+        return expect_object(
+            self._call("PUT", _url(store, f"categories/{category_id}"), body), "id"
+        )
 
     def move_category(self, category_id: int, parent_id: int, after_id: int | None = None) -> None:
         body: dict[str, Any] = {"parentId": parent_id}
@@ -427,7 +315,7 @@ class MagentoClient:
 
     def get_category(self, category_id: int, store: str = "all") -> dict[str, Any] | None:
         found = self._get_or_none(_url(store, f"categories/{category_id}"))
-        return None if found is None else _object(found, "id")
+        return None if found is None else expect_object(found, "id")
 
     # -- products --------------------------------------------------------------------------------
 
@@ -436,11 +324,11 @@ class MagentoClient:
         repeating it after a lost answer is safe)."""
         sku = _sku(payload)
         body = {"product": {**payload, "sku": sku}}
-        return _object(self._call("PUT", _url(store, f"products/{_q(sku)}"), body), "sku")
+        return expect_object(self._call("PUT", _url(store, f"products/{_q(sku)}"), body), "sku")
 
     def get_product(self, sku: str, store: str = "all") -> dict[str, Any] | None:
         found = self._get_or_none(_url(store, f"products/{_q(sku)}"))
-        return None if found is None else _object(found, "sku")
+        return None if found is None else expect_object(found, "sku")
 
     def delete_product(self, sku: str) -> None:
         """Delete a product; one that is already gone counts as deleted."""
@@ -467,7 +355,7 @@ class MagentoClient:
 
         def find() -> int | None:
             ids = [
-                _id(o["id"])
+                expect_id(o["id"])
                 for o in self.configurable_options(sku)
                 if str(o.get("attribute_id")) == wanted
             ]
@@ -476,7 +364,7 @@ class MagentoClient:
         path = _url("all", f"configurable-products/{_q(sku)}/options")
         with self._shared.lock("configurable", sku):
             try:
-                return _id(self._call("POST", path, {"option": option}, recover=find))
+                return expect_id(self._call("POST", path, {"option": option}, recover=find))
             except ItemRejected as exc:
                 found = find() if "already has this option" in exc.message else None
                 if found is None:
@@ -484,7 +372,9 @@ class MagentoClient:
                 return found
 
     def configurable_options(self, sku: str) -> list[dict[str, Any]]:
-        return _rows(self._call("GET", _url("all", f"configurable-products/{_q(sku)}/options/all")))
+        return expect_rows(
+            self._call("GET", _url("all", f"configurable-products/{_q(sku)}/options/all"))
+        )
 
     def add_child(self, parent_sku: str, child_sku: str) -> None:
         path = _url("all", f"configurable-products/{_q(parent_sku)}/child")
@@ -497,12 +387,12 @@ class MagentoClient:
 
     def children(self, sku: str) -> list[str]:
         rows = self._call("GET", _url("all", f"configurable-products/{_q(sku)}/children"))
-        return [str(r["sku"]) for r in _rows(rows)]
+        return [str(r["sku"]) for r in expect_rows(rows)]
 
     # -- media -----------------------------------------------------------------------------------
 
     def media(self, sku: str) -> list[dict[str, Any]]:
-        return _rows(self._call("GET", _url("all", f"products/{_q(sku)}/media")))
+        return expect_rows(self._call("GET", _url("all", f"products/{_q(sku)}/media")))
 
     def add_media(self, sku: str, entry: dict[str, Any]) -> int:
         """Add an image. Not idempotent (each POST adds a copy), so after a lost answer or a 5xx
@@ -519,7 +409,7 @@ class MagentoClient:
 
         def find() -> int | None:
             ids = [
-                _id(e["id"])
+                expect_id(e["id"])
                 for e in self.media(sku)
                 if (label and e.get("label") == label)
                 or (name and same_file.fullmatch(str(e.get("file") or "").rsplit("/", 1)[-1]))
@@ -528,7 +418,7 @@ class MagentoClient:
 
         path = _url("all", f"products/{_q(sku)}/media")
         timeout = max(self.settings.timeout, MEDIA_TIMEOUT)
-        return _id(self._call("POST", path, {"entry": entry}, recover=find, timeout=timeout))
+        return expect_id(self._call("POST", path, {"entry": entry}, recover=find, timeout=timeout))
 
     def delete_media(self, sku: str, entry_id: int) -> None:
         """Remove an image; one that is already gone counts as removed."""
@@ -587,33 +477,7 @@ class MagentoClient:
         self._shared.pending.pop(bulk_uuid, None)
         return results
 
-    # -- plumbing --------------------------------------------------------------------------------
-
-    def _search(self, resource: str, filters: dict[str, Any], store: str = "all") -> list[Any]:
-        """Every row of a searchCriteria list; pages end by `total_count` (Magento repeats the
-        last page for a page number past the end)."""
-        params: dict[str, str] = {"searchCriteria[pageSize]": str(PAGE_SIZE)}
-        for i, (name, value) in enumerate(filters.items()):
-            prefix = f"searchCriteria[filter_groups][{i}][filters][0]"
-            params |= {f"{prefix}[field]": name, f"{prefix}[value]": str(value)}
-            params[f"{prefix}[condition_type]"] = "eq"
-        rows: list[Any] = []
-        page = 1
-        while True:
-            params["searchCriteria[currentPage]"] = str(page)
-            body = _object(self._call("GET", _url(store, resource), params=params), "items")
-            rows += _rows(body["items"])
-            if not body["items"] or page * PAGE_SIZE >= int(body.get("total_count") or 0):
-                return rows
-            page += 1
-
-    def _get_or_none(self, path: str) -> Any:
-        try:
-            return self._call("GET", path)
-        except ItemRejected as exc:
-            if exc.status == 404:
-                return None
-            raise
+    # -- plumbing (pimsync.magento.http) ---------------------------------------------------------
 
     def _call(
         self,
@@ -625,67 +489,15 @@ class MagentoClient:
         recover: Callable[[], Any] | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Send with retries. With `recover`, the write is not idempotent: once an attempt may
-        have taken effect, each later attempt first asks `recover` whether it did (after the
-        backoff, which gives Magento time to finish)."""
-        content = None if body is None else orjson.dumps(body)
-        headers = {"Content-Type": "application/json"} if content is not None else None
-        uncertain = False
-
-        def attempt() -> Any:
-            nonlocal uncertain
-            if uncertain and recover is not None:
-                found = recover()
-                if found is not None:
-                    return found
-            try:
-                response = self.http.request(
-                    method,
-                    path,
-                    content=content,
-                    params=params,
-                    headers=headers,
-                    timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
-                )
-                return classify_response(response)
-            except _RETRYABLE as exc:
-                uncertain = uncertain or not _surely_not_applied(exc)
-                raise
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(_RETRYABLE),
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            sleep=self._sleep,
-            reraise=False,
-        )
-        try:
-            return retrying(attempt)
-        except RetryError as exc:
-            raise self._unavailable(method, path, exc.last_attempt.exception()) from None
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RetryableHTTPError) and exc.retry_after is not None:
-            return min(exc.retry_after, MAX_RETRY_WAIT)
-        return float(self._backoff(state))
-
-    def _unavailable(self, method: str, path: str, exc: BaseException | None) -> MagentoError:
-        if isinstance(exc, RetryableHTTPError):
-            reason = f"answered {exc.message}"
-        else:
-            reason = f"could not be reached ({type(exc).__name__}: {exc or 'no detail'})"
-        return MagentoError(
-            f"Magento unavailable: {reason} for {method} {path} after {self.max_attempts} "
-            "attempts; check that Magento is up and [magento] base_url is right"
+        return self._sender.call(
+            method, path, body, params=params, recover=recover, timeout=timeout
         )
 
+    def _search(self, resource: str, filters: dict[str, Any], store: str = "all") -> list[Any]:
+        return self._sender.search(_url(store, resource), filters)
 
-def _surely_not_applied(exc: BaseException) -> bool:
-    """429 and lock errors roll back; a connection that never opened sent nothing."""
-    if isinstance(exc, RetryableHTTPError):
-        return exc.status_code in (400, 429)
-    return isinstance(exc, _NOT_SENT)
+    def _get_or_none(self, path: str) -> Any:
+        return self._sender.get_or_none(path)
 
 
 def _url(store: str, resource: str) -> str:
@@ -702,31 +514,3 @@ def _sku(payload: dict[str, Any]) -> str:
     if not isinstance(sku, str) or not sku.strip():
         raise ValueError("a product payload needs a non-empty sku")
     return sku
-
-
-def _object(body: Any, key: str) -> dict[str, Any]:
-    """The entity Magento answered, or `ItemRejected` when the answer is something else."""
-    if not isinstance(body, dict) or key not in body:
-        raise ItemRejected(200, f"Magento answered without {key!r}: {str(body)[:200]}")
-    return body
-
-
-def _rows(body: Any) -> list[Any]:
-    if not isinstance(body, list):
-        raise ItemRejected(200, f"Magento answered {str(body)[:200]} where a list was expected")
-    return [row for row in body if isinstance(row, dict)]
-
-
-def _id_or_none(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-def _id(value: Any) -> int:
-    found = _id_or_none(value)
-    if found is None:
-        raise ItemRejected(200, f"Magento answered {value!r} where an id was expected")
-    return found

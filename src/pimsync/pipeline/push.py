@@ -22,7 +22,8 @@ import orjson
 from pimsync.app import App
 from pimsync.config import PUSH_FEEDS, Config
 from pimsync.errors import ConfigError, MagentoError
-from pimsync.magento.client import ItemRejected, MagentoClient
+from pimsync.magento.client import MagentoClient
+from pimsync.magento.http import ItemRejected
 from pimsync.magento.mapping import AttributeInfo, CatalogContext, MissingDependencyError, Payloads
 from pimsync.pim.client import PimClient
 from pimsync.pipeline.push_items import (

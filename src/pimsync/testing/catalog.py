@@ -11,7 +11,7 @@ products. Shoes use a 2-level family variant, so their root models have sub mode
 each second, and `updated > X` over unmodified products is an index bisection, not a scan.
 
 Records (`product_record`, `model_record`) hold an item's *own* values (its level only) and integer
-epoch timestamps; `pimsync.testing.fake_pim_search` renders them as API JSON.
+epoch timestamps; `pimsync.testing.fake_pim_render` renders them as API JSON.
 """
 
 from __future__ import annotations
@@ -168,6 +168,7 @@ class Catalog:
         self.dirty_models: set[str] = set()  # models whose effective updated may have moved
         self.dirty_products: set[int] = set()  # products whose record or effective updated did
         self._dirty_sorted: list[int] | None = []
+        self.model_version = 0  # bumped on every model write, for caches of model values
 
     # -- identities --------------------------------------------------------------------------
 
@@ -422,6 +423,7 @@ class Catalog:
         if code not in self.models and self.parse_model_code(code) is None:
             self.created_models.append(code)
         self.models[code] = record
+        self.model_version += 1
         for model in [code, *self.sub_models(code)]:
             self.dirty_models.add(model)
             self.dirty_products.update(self.generated_variants(model))

@@ -36,7 +36,7 @@ from pimsync.testing.fake_pim_render import Renderer, View
 from pimsync.testing.fake_pim_routes import Call, Tokens, respond
 from pimsync.testing.fake_pim_search import ApiError
 from pimsync.testing.fake_pim_structure import JSON, Values
-from pimsync.testing.fake_pim_write import Writer
+from pimsync.testing.fake_pim_write import Writer, copy_json
 from pimsync.testing.server import DropConnection
 
 DEFAULT_CLIENT_ID = "pimsync"
@@ -310,8 +310,7 @@ class FakePim:
         """The product as `GET /products-uuid/{uuid}` returns it."""
         with self._helper():
             item = self.renderer.product(self._index(product), self.view())
-            assert item is not None
-            return item
+            return dict(copy_json(item))  # a copy: generated values share read-only fragments
 
     def model(self, code: str) -> JSON:
         """The product model as `GET /product-models/{code}` returns it."""
@@ -319,7 +318,7 @@ class FakePim:
             item = self.renderer.model(code, self.view())
             if item is None:
                 raise KeyError(f"no product model {code!r}")
-            return item
+            return dict(copy_json(item))
 
     def iso(self, ts: int) -> str:
         """Epoch seconds as ISO-8601 with the PIM's UTC offset, as Akeneo prints dates."""

@@ -37,12 +37,8 @@ class View:
     @property
     def plain(self) -> bool:
         """No value filtering and no option labels: the view the fast path serves."""
-        return (
-            self.attributes is None
-            and self.locales is None
-            and self.scope is None
-            and not (self.with_options)
-        )
+        unfiltered = self.attributes is None and self.locales is None and self.scope is None
+        return unfiltered and not self.with_options
 
 
 class Renderer:
@@ -72,14 +68,11 @@ class Renderer:
         }
         self._version = -1
 
-    def invalidate(self) -> None:
-        """Forget cached model values (call after a model or option changes)."""
-        self._version = -1
-
     def chain(self, code: str) -> tuple[Values, list[str], bytes, bytes]:
         """A model's values and categories with its root's, and both serialized (cached)."""
-        if self._version != len(self.catalog.models) or len(self._chain) > 20_000:
-            self._chain, self._version = {}, len(self.catalog.models)
+        # Variants of a model are contiguous, so a small cache serves a scan (and bounds memory).
+        if self._version != self.catalog.model_version or len(self._chain) > 512:
+            self._chain, self._version = {}, self.catalog.model_version
         found = self._chain.get(code)
         if found is None:
             record = self.catalog.model_record(code)

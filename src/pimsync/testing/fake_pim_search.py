@@ -1,4 +1,4 @@
-"""Search filters, pagination and JSON rendering for the mock PIM (`fake_pim.FakePim`).
+"""Search filters and pagination for the mock PIM (`fake_pim.FakePim`).
 
 Products and product models are scanned in "primary key" order (product index, model listing
 position). Unmodified items have a non-decreasing base `updated`, so an `updated`/`created` range
@@ -25,7 +25,6 @@ import orjson
 from pimsync.testing.catalog import Catalog, Meta, base_updated
 from pimsync.testing.fake_pim_structure import JSON
 
-API = "/api/rest/v1"
 MAX_LIMIT = 100
 MAX_OFFSET_WINDOW = 10_000  # Elasticsearch's max_result_window: page * limit beyond it is refused
 _PRODUCT_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")

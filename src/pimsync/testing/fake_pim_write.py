@@ -291,7 +291,7 @@ class Writer:
         values = self.merge_values(full if not created else {}, values_patch, allowed)
         if record["parent"]:  # own values: drop what the model (now) provides
             values = {k: v for k, v in values.items() if allowed is None or k in allowed}
-        record["values"] = values
+        record["values"] = copy_json(values)  # unpatched entries may be shared fragments
         self._check_unique(index, values)
         if "associations" in patch:
             record["associations"] = self._associations(
@@ -410,7 +410,6 @@ class Writer:
                 record["associations"], patch["associations"], legacy=False
             )
         self.catalog.put_model(record)
-        self.renderer.invalidate()
         return created
 
     # -- catalog structure ---------------------------------------------------------------
@@ -475,5 +474,4 @@ class Writer:
             "sort_order": sort_order,
             "labels": self._labels(record["labels"], patch.get("labels", {})),
         }
-        self.renderer.invalidate()
         return created

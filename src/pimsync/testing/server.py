@@ -69,6 +69,11 @@ class _Server(ThreadingHTTPServer):
             self.connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up is routine here (retries, timeouts, shutdown): stay quiet."""
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         with self.connections_lock:
             connections = list(self.connections)
@@ -109,8 +114,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         body = self._read_body()
         host = self.headers.get("Host") or self.server.base_url.removeprefix("http://")
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in _SKIPPED_HEADERS]
         request = httpx.Request(
-            self.command, f"http://{host}{self.path}", headers=self.headers.items(), content=body
+            self.command, f"http://{host}{self.path}", headers=headers, content=body
         )
         try:
             response = self.server.handler(request)
