@@ -54,8 +54,12 @@ def canonical(record: Any) -> Any:
 
 def _entries(entries: Any) -> Any:
     """Value entries: their volatile fields dropped, sorted by (locale, scope)."""
-    if not isinstance(entries, list):
+    if type(entries) is not list:
         return entries
+    if len(entries) == 1:  # most values: nothing to sort, and usually nothing to drop
+        entry = entries[0]
+        if type(entry) is not dict or ("_links" not in entry and "linked_data" not in entry):
+            return entries
     cleaned = [
         {k: v for k, v in entry.items() if k not in VOLATILE_KEYS}
         if isinstance(entry, dict) and ("_links" in entry or "linked_data" in entry)
