@@ -36,7 +36,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format src tests
 
 bench: $(STAMP) ## Run the benchmarks and write bench/REPORT.md
-	$(BIN)/pytest -m bench tests/bench -p no:cacheprovider -o addopts="" -s
+	$(BIN)/pytest -m bench tests/bench -p no:cacheprovider -o addopts="" -o timeout=7200 -s
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -167,3 +167,72 @@ def test_real_subprocess_with_env_only_and_python_m(pim_url: str, tmp_path: Path
     assert done.stderr == ""  # no progress or chatter when stderr is not a terminal
     assert orjson.loads(done.stdout)["status"] == "success"
     assert oct((tmp_path / "staging.db").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.fixture
+def magento_env(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    from pimsync.testing.fake_magento import FakeMagento
+
+    with FakeMagento() as magento, serve(magento) as url:
+        yield {**env, "PIMSYNC_MAGENTO__BASE_URL": url, "PIMSYNC_MAGENTO__TOKEN": "magento-token"}
+
+
+def test_create_then_nothing_to_do_then_resync(magento_env: dict[str, str]):
+    assert invoke(["import:full", "--json"], magento_env).exit_code == 0
+    first = invoke(["create", "--json"], magento_env)
+    assert first.exit_code == 0, first.output
+    report = orjson.loads(first.stdout)
+    assert report["status"] == "success"
+    assert list(report["feeds"]) == ["attributes", "categories", "products", "variants", "assets"]
+    assert report["feeds"]["products"]["created"] > 0
+    again = orjson.loads(invoke(["create", "--json"], magento_env).stdout)
+    assert all(
+        feed["created"] == feed["updated"] == feed["failed"] == 0
+        for feed in again["feeds"].values()
+    )
+    resync = invoke(["resync", "--feed", "categories", "--no-reindex"], magento_env)
+    assert resync.exit_code == 0
+    assert "categories" in resync.stdout and "products" not in resync.stdout
+
+
+def test_create_dry_run_prints_one_json_line_per_item(magento_env: dict[str, str]):
+    invoke(["import:full", "--categories"], magento_env)
+    result = invoke(["create", "--feed", "categories", "--dry-run"], magento_env)
+    assert result.exit_code == 0
+    lines = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 31
+    assert {line["action"] for line in lines} <= {"create", "waits: parent category"} | {
+        line["action"] for line in lines if line["action"].startswith("waits")
+    }
+    assert lines[0]["payload"]["all"]["name"]
+    assert "dry run: nothing was sent" in result.stderr
+
+
+def test_create_with_a_bad_magento_token_exits_4(magento_env: dict[str, str]):
+    invoke(["import:full", "--categories"], magento_env)
+    result = invoke(["create"], {**magento_env, "PIMSYNC_MAGENTO__TOKEN": "wrong-token-456"})
+    assert result.exit_code == 4
+    assert result.stderr.startswith("Error: Magento answered 401")
+    assert "wrong-token-456" not in result.output
+
+
+def test_create_without_magento_settings_exits_2(env: dict[str, str]):
+    result = invoke(["create"], env)
+    assert result.exit_code == 2
+    assert "[magento] base_url is required" in result.stderr
+    assert "[magento] token is required" in result.stderr
+
+
+def test_reindex_command_runs_without_a_shell(magento_env: dict[str, str], tmp_path: Path):
+    marker = tmp_path / "reindexed"
+    command = orjson.dumps([sys.executable, "-c", f"open({str(marker)!r}, 'w').write('ok')"])
+    env = {**magento_env, "PIMSYNC_SYNC__REINDEX_COMMAND": command.decode()}
+    invoke(["import:full", "--categories"], env)
+    result = invoke(["create", "--feed", "categories"], env)
+    assert result.exit_code == 0
+    assert "reindex: ok" in result.stdout
+    assert marker.read_text() == "ok"
+    marker.unlink()
+    skipped = invoke(["resync", "--feed", "categories", "--no-reindex"], env)
+    assert skipped.exit_code == 0
+    assert not marker.exists()

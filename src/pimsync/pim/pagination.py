@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,8 @@ class NextLinkPaginator:
     the same next link twice would otherwise make us read forever.
     """
 
-    seen: set[str] = field(default_factory=set)
+    # The recent links only: a loop shows up within them, and a million-item scan stays small.
+    seen: deque[str] = field(default_factory=lambda: deque(maxlen=256))
 
     def parse(self, body: Any, url: str) -> Page:
         if not isinstance(body, dict):
@@ -41,5 +43,5 @@ class NextLinkPaginator:
         if next_url is not None:
             if next_url in self.seen:
                 raise PimError(f"the PIM sent the same next page twice ({next_url}); stopping")
-            self.seen.add(next_url)
+            self.seen.append(next_url)
         return Page(items=items, next_url=next_url)

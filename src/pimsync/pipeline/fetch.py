@@ -8,6 +8,7 @@ feed completed; a full import flags what it did not see as deleted in the PIM.
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -140,10 +141,8 @@ def _import_products(
 ) -> None:
     client = context.client
     identifier_attribute = _identifier_attribute(context.repo)
-    changed_models = _stage_entity(
-        context, report, "product_models", client.product_models(since), reconcile=full
-    )
-    changed_products = _stage_entity(
+    _stage_entity(context, report, "product_models", client.product_models(since), reconcile=full)
+    _stage_entity(
         context,
         report,
         "products",
@@ -151,13 +150,14 @@ def _import_products(
         reconcile=full,
         identifier_attribute=identifier_attribute,
     )
-    # A changed variant changes its configurable parent's children (Sales Layer rule 01), and a
-    # changed sub model its root: mark those parents, up to the root.
-    parents = context.repo.parents_of("products", changed_products)
-    parents |= context.repo.parents_of("product_models", changed_models | parents)
-    marked = context.repo.mark_needs_update("product_models", parents)
-    context.repo.commit()
-    report.dependents_marked += len(marked)
+
+
+def _mark_parents(context: ImportContext, report: FeedReport, parents: set[str]) -> None:
+    """A changed variant changes its configurable parent's children (Sales Layer rule 01), and
+    a changed sub model its root: mark those parents, up to the root. Done batch by batch, so
+    nothing accumulates over a million products."""
+    parents |= context.repo.parents_of("product_models", parents)
+    report.dependents_marked += len(context.repo.mark_needs_update("product_models", parents))
 
 
 def _import_assets(
@@ -206,8 +206,8 @@ def _stage_entity(
     reconcile: bool = False,
     track: bool = True,
     identifier_attribute: str = "sku",
-) -> set[str]:
-    """Stage every page of one entity; returns the codes that are new or changed.
+) -> None:
+    """Stage every page of one entity, batch by batch.
 
     With `reconcile`, a listing that completes flags the rows it did not see as deleted.
     `track=False` means the caller opened the seen-set itself (several listings, one entity).
@@ -215,7 +215,6 @@ def _stage_entity(
     repo = context.repo
     if reconcile and track:
         repo.begin_seen(entity)
-    changed: set[str] = set()
     batch: list[StagedItem] = []
     events: list[LogEvent] = []
     batch_size = context.config.staging.batch_size
@@ -225,9 +224,16 @@ def _stage_entity(
         report.new += counts.new
         report.changed += counts.changed
         report.unchanged += counts.unchanged
-        changed.update(counts.changed_codes)
+        if entity in ("products", "product_models") and counts.changed_codes:
+            changed = set(counts.changed_codes)
+            parents = {i.parent_code for i in batch if i.code in changed and i.parent_code}
+            if parents:
+                _mark_parents(context, report, parents)
         repo.log_events(context.run_id, events)
         repo.commit()
+        # httpx leaves a reference cycle per response, holding its body; collect the young
+        # generations at every commit so those pages never pile up (gc_tuned_for_streaming).
+        gc.collect(1)
         context.observer.staged(report.feed, entity, len(batch))
         batch.clear()
         events.clear()
@@ -253,7 +259,6 @@ def _stage_entity(
         raise
     if reconcile and track:
         _reconcile(context, report, entity)
-    return changed
 
 
 def _reconcile(
@@ -269,8 +274,7 @@ def _reconcile(
         [LogEvent(report.feed, entity, code, "deleted_in_pim") for code in deleted],
     )
     if entity == "products" and deleted:
-        parents = context.repo.parents_of("products", deleted)
-        report.dependents_marked += len(context.repo.mark_needs_update("product_models", parents))
+        _mark_parents(context, report, context.repo.parents_of("products", deleted))
     context.repo.commit()
 
 

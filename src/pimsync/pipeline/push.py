@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -328,14 +329,16 @@ class _Runner:
             return None
         return self.options.skus
 
-    def _rows(self, entity: str, has_parent: bool | None) -> Iterator[list[dict[str, Any]]]:
+    def _rows(
+        self, entity: str, has_parent: bool | None, batch: int = 0
+    ) -> Iterator[list[dict[str, Any]]]:
         after, sent = 0, 0
         limit = self.options.limit
         while True:
             rows = self.repo.pending_for_push(
                 entity,
                 after_id=after,
-                limit=BATCH,
+                limit=batch or BATCH,
                 include_new=self._include_new(),
                 only=self._only(entity),
                 has_parent=has_parent,
@@ -356,8 +359,58 @@ class _Runner:
     ) -> None:
         if not self._include_new():
             counts.waiting_new += self.repo.count_waiting_new(entity, has_parent=has_parent)
-        for rows in self._rows(entity, has_parent):
-            self._run_batch(feed, entity, rows, counts)
+        if self.options.dry_run or (
+            self.config.magento.mode == "bulk" and entity in ("product_models", "products")
+        ):
+            for rows in self._rows(entity, has_parent, batch=self._bulk_batch()):
+                self._run_batch(feed, entity, rows, counts)
+            return
+        self._stream(feed, entity, self._rows(entity, has_parent), counts)
+
+    def _bulk_batch(self) -> int:
+        # Several bulk requests per batch: they are submitted together and Magento's consumer
+        # works on the later ones while pimsync waits for the first.
+        return BATCH if self.options.dry_run else self.config.magento.max_items_per_request * 8
+
+    def _stream(
+        self,
+        feed: str,
+        entity: str,
+        batches: Iterator[list[dict[str, Any]]],
+        counts: FeedPush,
+    ) -> None:
+        """Keep every worker busy: rows are submitted as others finish, not batch by batch
+        (a batch barrier idles the workers while its slowest request ends). Outcomes are
+        written in submission order, a batch at a time."""
+        window = self.config.magento.concurrency * 4
+        in_flight: deque[Future[Outcome]] = deque()
+        done: list[Outcome] = []
+        stop: BaseException | None = None
+
+        def settle(future: Future[Outcome]) -> None:
+            nonlocal stop
+            try:
+                done.append(future.result())
+            except MagentoError as exc:  # the run must stop; keep what the others did
+                stop = stop or exc
+
+        for rows in batches:
+            for row in rows:
+                in_flight.append(self.pool.submit(self._push_one, entity, row))
+                while len(in_flight) >= window:
+                    settle(in_flight.popleft())
+                if len(done) >= BATCH or stop is not None:
+                    self._record(feed, entity, done, counts)
+                    done = []
+                if stop is not None:
+                    break
+            if stop is not None:
+                break
+        while in_flight:
+            settle(in_flight.popleft())
+        self._record(feed, entity, done, counts)
+        if stop is not None:
+            raise stop
 
     def _push_categories(self, counts: FeedPush) -> None:
         """Parents before children: the pending categories, level by level."""
@@ -545,7 +598,8 @@ class _Runner:
         pending = list(items)
         for attempt in range(3):  # retriable operations (deadlocks) go round again
             retry: list[tuple[dict[str, Any], dict[str, Any]]] = []
-            for start in range(0, len(pending), size):
+            submitted = []
+            for start in range(0, len(pending), size):  # all first, so Magento works ahead
                 chunk = pending[start : start + size]
                 body = [{"sku": product["sku"], "product": product} for _, product in chunk]
                 try:
@@ -556,13 +610,15 @@ class _Runner:
                             row["code"], "error", row["hash"], message=exc.message
                         )
                     continue
+                submitted.append((chunk, submission))
+            for chunk, submission in submitted:
                 for item in submission.rejected:
                     row = chunk[item.index][0]
                     message = item.message or "rejected by Magento's bulk API"
                     outcomes[row["code"]] = Outcome(
                         row["code"], "error", row["hash"], message=message
                     )
-                for result in self.client.bulk_wait(submission.bulk_uuid):
+                for result in self.client.bulk_wait(submission.bulk_uuid, poll_interval=0.2):
                     row = chunk[result.index][0]
                     if result.ok:
                         done.add(row["code"])

@@ -59,7 +59,6 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     # last commits, and those are re-fetched by the next import.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 

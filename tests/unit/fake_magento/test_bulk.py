@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
 
 import httpx
 import pytest
@@ -17,29 +16,9 @@ from pimsync.testing.fake_magento import (
     RETRIABLY_FAILED,
     FakeMagento,
 )
+from tests.unit.fake_magento.conftest import AUTH, product
 
-AUTH = {"Authorization": "Bearer magento-token"}
 SUCCESS = "Service execution success Magento\\Catalog\\Model\\ProductRepository\\Interceptor::save"
-
-
-@pytest.fixture
-def fm():
-    fake = FakeMagento(consumer=False)
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def client(fm):
-    transport = httpx.MockTransport(fm)
-    with httpx.Client(transport=transport, base_url="http://magento.test", headers=AUTH) as c:
-        yield c
-
-
-def product(sku: str, **fields: Any) -> dict[str, Any]:
-    body = {"sku": sku, "name": f"Product {sku}", "attribute_set_id": 4, "price": 10}
-    body.update(fields)
-    return {"product": body}
 
 
 def statuses(client: httpx.Client, bulk_uuid: str) -> dict[int, tuple[int, str | None]]:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pimsync.testing.fake_magento import FakeMagento
+from tests.unit.fake_magento.conftest import AUTH, custom, product
 
-AUTH = {"Authorization": "Bearer magento-token"}
 EMPTY = 'The "%1" attribute value is empty. Set the attribute and try again.'
 BAD_SET = {
     "message": "Invalid product data: %1",
@@ -20,33 +20,6 @@ BAD_SET = {
 ACCESSOR = 'Property "%1" does not have accessor method "%2" in class "%3".'
 INTERFACE = "Magento\\Catalog\\Api\\Data\\ProductInterface"
 BAD_TYPE = 'The "%1" value\'s type is invalid. The "%2" type was expected. Verify and try again.'
-
-
-@pytest.fixture
-def fm():
-    fake = FakeMagento(consumer=False)
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def client(fm):
-    transport = httpx.MockTransport(fm)
-    with httpx.Client(transport=transport, base_url="http://magento.test", headers=AUTH) as c:
-        yield c
-
-
-def product(sku: str, **fields: Any) -> dict[str, Any]:
-    body = {"sku": sku, "name": f"Product {sku}", "attribute_set_id": 4, "price": 10}
-    body.update(fields)
-    return {"product": body}
-
-
-def custom(view: dict[str, Any], code: str) -> Any:
-    for item in view["custom_attributes"]:
-        if item["attribute_code"] == code:
-            return item["value"]
-    return None
 
 
 # --- auth and routing ----------------------------------------------------------------------

@@ -9,36 +9,10 @@ import httpx
 import pytest
 
 from pimsync.testing.fake_magento import FakeMagento
+from tests.unit.fake_magento.conftest import AUTH, custom, product
 
-AUTH = {"Authorization": "Bearer magento-token"}
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32).decode()
 JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x00" * 32).decode()
-
-
-@pytest.fixture
-def fm():
-    fake = FakeMagento(consumer=False)
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def client(fm):
-    transport = httpx.MockTransport(fm)
-    with httpx.Client(transport=transport, base_url="http://magento.test", headers=AUTH) as c:
-        yield c
-
-
-def product(sku: str, **fields: Any) -> dict[str, Any]:
-    body = {"sku": sku, "name": f"Product {sku}", "attribute_set_id": 4, "price": 10}
-    body.update(fields)
-    return {"product": body}
-
-
-def custom(view: dict[str, Any], code: str) -> Any:
-    return next(
-        (i["value"] for i in view["custom_attributes"] if i["attribute_code"] == code), None
-    )
 
 
 def category(name: str, **fields: Any) -> dict[str, Any]:
