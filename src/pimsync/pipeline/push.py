@@ -26,6 +26,7 @@ from pimsync.errors import ConfigError, MagentoError
 from pimsync.magento.client import MagentoClient
 from pimsync.magento.http import ItemRejected
 from pimsync.magento.mapping import AttributeInfo, CatalogContext, MissingDependencyError, Payloads
+from pimsync.magento.models import BulkSubmission
 from pimsync.pim.client import PimClient
 from pimsync.pipeline.push_items import (
     Outcome,
@@ -464,6 +465,7 @@ class _Runner:
     def _record(self, feed: str, entity: str, outcomes: list[Outcome], counts: FeedPush) -> None:
         pushed = []
         events = []
+        media: dict[str, list[tuple[str, str | None]]] = {}
         for outcome in outcomes:
             events.append(LogEvent(feed, entity, outcome.code, outcome.action, outcome.message))
             if not outcome.ok:
@@ -493,8 +495,9 @@ class _Runner:
                 }
             )
             if outcome.media is not None:
-                self.repo.want_media(*outcome.media)
+                media[outcome.media[0]] = outcome.media[1]
         self.repo.mark_pushed(entity, pushed)
+        self.repo.want_media(media)
         if self.report.run_id is not None:
             self.repo.log_events(self.report.run_id, events)
         self.repo.commit()
@@ -598,27 +601,33 @@ class _Runner:
         pending = list(items)
         for attempt in range(3):  # retriable operations (deadlocks) go round again
             retry: list[tuple[dict[str, Any], dict[str, Any]]] = []
+            # All requests go out together, and are waited for together, on the worker pool:
+            # each one costs Magento's latency, and the consumer works on all of them at once.
+            chunks = [pending[start : start + size] for start in range(0, len(pending), size)]
+            submissions = list(self.pool.map(lambda c: self._bulk_submit(store, c), chunks))
             submitted = []
-            for start in range(0, len(pending), size):  # all first, so Magento works ahead
-                chunk = pending[start : start + size]
-                body = [{"sku": product["sku"], "product": product} for _, product in chunk]
-                try:
-                    submission = self.client.bulk_submit(store, "products/bySku", body, "PUT")
-                except ItemRejected as exc:
+            for chunk, submission in zip(chunks, submissions, strict=True):
+                if isinstance(submission, ItemRejected):
                     for row, _ in chunk:
                         outcomes[row["code"]] = Outcome(
-                            row["code"], "error", row["hash"], message=exc.message
+                            row["code"], "error", row["hash"], message=submission.message
                         )
-                    continue
-                submitted.append((chunk, submission))
-            for chunk, submission in submitted:
+                else:
+                    submitted.append((chunk, submission))
+            waits = list(
+                self.pool.map(
+                    lambda sub: self._worker_client().bulk_wait(sub.bulk_uuid, poll_interval=0.2),
+                    [submission for _, submission in submitted],
+                )
+            )
+            for (chunk, submission), results in zip(submitted, waits, strict=True):
                 for item in submission.rejected:
                     row = chunk[item.index][0]
                     message = item.message or "rejected by Magento's bulk API"
                     outcomes[row["code"]] = Outcome(
                         row["code"], "error", row["hash"], message=message
                     )
-                for result in self.client.bulk_wait(submission.bulk_uuid, poll_interval=0.2):
+                for result in results:
                     row = chunk[result.index][0]
                     if result.ok:
                         done.add(row["code"])
@@ -633,6 +642,15 @@ class _Runner:
                 break
             pending = retry
         return done
+
+    def _bulk_submit(
+        self, store: str, chunk: list[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> BulkSubmission | ItemRejected:
+        body = [{"sku": product["sku"], "product": product} for _, product in chunk]
+        try:
+            return self._worker_client().bulk_submit(store, "products/bySku", body, "PUT")
+        except ItemRejected as exc:  # the whole request was refused: its items' error
+            return exc
 
     def _link(self, row: dict[str, Any], payloads: Payloads) -> str | None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -426,23 +426,35 @@ class StagingRepository:
             return
         table = entity_tables[entity]
         now = utcnow()
-        for result in results:
-            self.connection.execute(
-                update(table)
-                .where(table.c.code == result["code"])
-                .values(
-                    pushed_hash=result["hash"],
-                    payload_hash=result["payload_hash"],
-                    pushed_payload=result["payload"],
-                    magento_id=func.coalesce(result["magento_id"], table.c.magento_id),
-                    pushed_at=now,
-                    last_error=None,
-                    status=case(
-                        (table.c.hash == result["hash"], Status.SYNCED.value),
-                        else_=Status.NEEDS_UPDATE.value,
-                    ),
-                )
+        statement = (
+            update(table)
+            .where(table.c.code == bindparam("b_code"))
+            .values(
+                pushed_hash=bindparam("b_hash"),
+                payload_hash=bindparam("b_payload_hash"),
+                pushed_payload=bindparam("b_payload"),
+                magento_id=func.coalesce(bindparam("b_magento_id"), table.c.magento_id),
+                pushed_at=now,
+                last_error=None,
+                status=case(
+                    (table.c.hash == bindparam("b_hash"), Status.SYNCED.value),
+                    else_=Status.NEEDS_UPDATE.value,
+                ),
             )
+        )
+        self.connection.execute(
+            statement,
+            [
+                {
+                    "b_code": result["code"],
+                    "b_hash": result["hash"],
+                    "b_payload_hash": result["payload_hash"],
+                    "b_payload": result["payload"],
+                    "b_magento_id": result["magento_id"],
+                }
+                for result in results
+            ],
+        )
 
     def record_item_error(self, entity: str, code: str, message: str) -> None:
         table = entity_tables[entity]
@@ -477,34 +489,44 @@ class StagingRepository:
 
     # -- product media --------------------------------------------------------------------------
 
-    def want_media(self, sku: str, media: Sequence[tuple[str, str | None]]) -> None:
-        """The images a product should have, in order: new ones are queued for upload, ones it
-        should no longer have are queued for removal."""
-        wanted = {code: (position, label) for position, (code, label) in enumerate(media)}
-        existing = {
-            row.media_code: row
-            for row in self.connection.execute(
-                select(product_media).where(product_media.c.product_sku == sku)
-            )
-        }
-        for code, (position, label) in wanted.items():
-            if code not in existing:
-                self.connection.execute(
-                    insert(product_media).values(
-                        product_sku=sku,
-                        media_code=code,
-                        position=position,
-                        label=label,
-                        status="pending",
+    def want_media(self, wanted: Mapping[str, Sequence[tuple[str, str | None]]]) -> None:
+        """The images each product (by SKU) should have, in order: new ones are queued for
+        upload, ones a product should no longer have are queued for removal."""
+        if not wanted:
+            return
+        existing: dict[tuple[str, str], Any] = {}
+        for chunk in _chunks(sorted(wanted), 500):
+            query = select(product_media).where(product_media.c.product_sku.in_(chunk))
+            for row in self.connection.execute(query):
+                existing[(row.product_sku, row.media_code)] = row
+        inserts = []
+        for sku, media in wanted.items():
+            for position, (code, label) in enumerate(media):
+                if (sku, code) not in existing:
+                    inserts.append(
+                        {
+                            "product_sku": sku,
+                            "media_code": code,
+                            "position": position,
+                            "label": label,
+                            "status": "pending",
+                        }
                     )
-                )
-        for code, row in existing.items():
-            if code not in wanted and row.status != "remove":
-                self.connection.execute(
-                    update(product_media)
-                    .where(product_media.c.id == row.id)
-                    .values(status="remove")
-                )
+        keep = {(sku, code) for sku, media in wanted.items() for code, _ in media}
+        removals = [
+            {"b_id": row.id}
+            for key, row in existing.items()
+            if key not in keep and row.status != "remove"
+        ]
+        if inserts:
+            self.connection.execute(insert(product_media), inserts)
+        if removals:
+            self.connection.execute(
+                update(product_media)
+                .where(product_media.c.id == bindparam("b_id"))
+                .values(status="remove"),
+                removals,
+            )
 
     def pending_media(
         self, *, after_id: int = 0, limit: int = 200, only: Sequence[str] | None = None
