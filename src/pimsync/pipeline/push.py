@@ -369,9 +369,9 @@ class _Runner:
         self._stream(feed, entity, self._rows(entity, has_parent), counts)
 
     def _bulk_batch(self) -> int:
-        # Several bulk requests per batch: they are submitted together and Magento's consumer
+        # Sixteen bulk requests per batch: they are submitted together and Magento's consumer
         # works on the later ones while pimsync waits for the first.
-        return BATCH if self.options.dry_run else self.config.magento.max_items_per_request * 8
+        return BATCH if self.options.dry_run else self.config.magento.max_items_per_request * 16
 
     def _stream(
         self,
