@@ -11,8 +11,7 @@ import orjson
 
 from pimsync.errors import ConfigError, PimsyncError
 from pimsync.pipeline.fetch import ImportObserver
-from pimsync.pipeline.push import PushReport
-from pimsync.pipeline.report import IMPORT_COUNTERS, FeedReport, RunReport
+from pimsync.pipeline.report import IMPORT_COUNTERS, FeedReport, PushReport, RunReport
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

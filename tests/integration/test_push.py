@@ -9,6 +9,7 @@ from sqlalchemy import update
 from pimsync import pipeline
 from pimsync.app import App
 from pimsync.errors import MagentoError
+from pimsync.pipeline.report import PushReport
 from pimsync.staging.tables import entity_tables
 from pimsync.testing.fake_magento import FakeMagento
 from pimsync.testing.fake_pim import FakePim
@@ -51,7 +52,7 @@ def app(staging_url, pim, magento):
     app.close()
 
 
-def create(app: App, **options) -> pipeline.push.PushReport:
+def create(app: App, **options) -> PushReport:
     options.setdefault("feeds", pipeline.order_push_feeds(()))
     return pipeline.run_push(app, "create", pipeline.PushOptions(**options))
 

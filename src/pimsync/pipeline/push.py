@@ -15,32 +15,30 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from pimsync.app import App
 from pimsync.config import PUSH_FEEDS, Config
-from pimsync.errors import ConfigError, MagentoError
+from pimsync.errors import MagentoError
 from pimsync.magento.client import MagentoClient
 from pimsync.magento.http import ItemRejected
-from pimsync.magento.mapping import AttributeInfo, CatalogContext, MissingDependencyError, Payloads
-from pimsync.magento.models import BulkSubmission
+from pimsync.magento.mapping import MissingDependencyError
 from pimsync.pim.client import PimClient
+from pimsync.pipeline.push_bulk import BulkPush
+from pimsync.pipeline.push_context import build_catalog_context, refresh_context
 from pimsync.pipeline.push_items import (
+    BATCH,
     Outcome,
     PushContext,
-    fetch_media,
-    link_variant,
-    media_entry,
     payload_for,
-    previous_payload,
     push_item,
-    send_store_values,
     sku_of,
-    store_changes,
 )
+from pimsync.pipeline.push_media import MediaPush
+from pimsync.pipeline.report import FeedPush, PushReport
 from pimsync.staging.repository import LogEvent, StagingRepository
 from pimsync.staging.tables import Status
 
@@ -52,58 +50,7 @@ FEED_ENTITIES: dict[str, list[tuple[str, bool | None]]] = {
     "variants": [("products", True)],
     "assets": [],
 }
-BATCH = 200
 MAPPING_STATE = "mapping_fingerprint"
-
-
-@dataclass(slots=True)
-class FeedPush:
-    """The counts of one feed of a push."""
-
-    feed: str
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    ignored: int = 0  # staged rows with no Magento counterpart (identifier, media attributes)
-    failed: int = 0
-    waiting_new: int = 0  # new items not created because auto_create_new is off
-    seconds: float = 0.0
-
-
-@dataclass
-class PushReport:
-    run_id: int | None
-    kind: str
-    dry_run: bool = False
-    status: str = "in_progress"
-    feeds: dict[str, FeedPush] = field(default_factory=dict)
-    errors: list[dict[str, str]] = field(default_factory=list)  # the first few, for the summary
-    marked_by_mapping: int = 0
-    reindex: str | None = None
-    message: str | None = None
-
-    @property
-    def failed(self) -> int:
-        return sum(feed.failed for feed in self.feeds.values())
-
-    @property
-    def exit_code(self) -> int:
-        reindex_failed = self.reindex is not None and self.reindex.startswith("failed")
-        return 1 if self.failed or reindex_failed else 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "kind": self.kind,
-            "dry_run": self.dry_run,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "feeds": {name: asdict(feed) for name, feed in self.feeds.items()},
-            "errors": self.errors,
-            "marked_by_mapping_change": self.marked_by_mapping,
-            "reindex": self.reindex,
-            "message": self.message,
-        }
 
 
 @dataclass
@@ -152,7 +99,7 @@ def run_push(app: App, kind: str, options: PushOptions) -> PushReport:
         refresh_context(repo, context)
         if not options.dry_run:
             report.run_id = repo.begin_run(kind, options.feeds, config.fingerprint(), "{}")
-        runner = _Runner(app, repo, client, pim, context, options, report)
+        runner = Runner(app, repo, client, pim, context, options, report)
         try:
             if not options.dry_run and not options.force:
                 report.marked_by_mapping = runner.reconcile_mapping()
@@ -211,65 +158,7 @@ def run_reindex(command: list[str]) -> str:
     return "ok"
 
 
-def build_catalog_context(
-    repo: StagingRepository, client: MagentoClient, config: Config
-) -> CatalogContext:
-    """Read Magento's stores and websites and check that the mapping names existing ones."""
-    stores = {store.code: store.id for store in client.store_views()}
-    websites = {website.code: website.id for website in client.websites()}
-    problems = [
-        f"[mapping] locales: Magento has no store view {code!r} (it has {', '.join(stores)})"
-        for code in config.mapping.locales.values()
-        if code not in stores
-    ]
-    problems += [
-        f"[mapping] websites: Magento has no website {code!r} (it has {', '.join(websites)})"
-        for code in config.mapping.websites
-        if code not in websites
-    ]
-    if problems:
-        raise ConfigError("the mapping does not match this Magento", problems)
-    return CatalogContext(
-        mapping=config.mapping,
-        attributes={},
-        option_ids={},
-        category_ids={},
-        attribute_set_ids={},
-        store_ids=stores,
-        website_ids=websites,
-    )
-
-
-def refresh_context(repo: StagingRepository, context: PushContext) -> None:
-    """Reload what payloads refer to from staging: ids Magento gave, axes, model parents."""
-    catalog = context.catalog
-    excluded = [Status.QUARANTINED, Status.DELETED_IN_PIM]
-    catalog.attributes = {
-        code: AttributeInfo(
-            code,
-            str(data.get("type")),
-            bool(data.get("localizable")),
-            bool(data.get("scopable")),
-        )
-        for code, data in repo.records("attributes", exclude_status=excluded)
-    }
-    catalog.option_ids = repo.magento_ids("attribute_options")
-    catalog.category_ids = repo.magento_ids("categories")
-    catalog.attribute_set_ids = {f: int(i) for f, i in repo.magento_ids("families").items()}
-    context.attribute_ids = repo.magento_ids("attributes")
-    variants: dict[str, list[str]] = {}
-    for code, data in repo.records("family_variants", exclude_status=excluded):
-        sets = sorted(data.get("variant_attribute_sets") or [], key=lambda s: s.get("level", 0))
-        variants[code] = [axis for level in sets for axis in level.get("axes") or []]
-    catalog.family_axes = dict(variants)
-    for code, data in repo.records("product_models", exclude_status=excluded):
-        context.model_parents[code] = data.get("parent")
-        axes = variants.get(f"{data.get('family')}/{data.get('family_variant')}")
-        if axes is not None:
-            catalog.family_axes[f"@{code}"] = axes
-
-
-class _Runner:
+class Runner:
     """One push run: the worker pool, the feeds, and the bookkeeping of outcomes."""
 
     def __init__(
@@ -290,7 +179,8 @@ class _Runner:
         self._local = threading.local()
         self._clients: list[MagentoClient] = []
         self._clients_lock = threading.Lock()
-        self._media_cache: dict[str, bytes] = {}
+        self.bulk = BulkPush(self)
+        self.media = MediaPush(self)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -298,7 +188,7 @@ class _Runner:
             if worker is not self.client:
                 worker.close()
 
-    def _worker_client(self) -> MagentoClient:
+    def worker_client(self) -> MagentoClient:
         client: MagentoClient | None = getattr(self._local, "client", None)
         if client is None:
             client = self.client.for_worker()
@@ -313,7 +203,7 @@ class _Runner:
         started = time.monotonic()
         counts = self.report.feeds.setdefault(feed, FeedPush(feed))
         if feed == "assets":
-            self._push_media(counts)
+            self.media.push(counts)
         for entity, has_parent in FEED_ENTITIES[feed]:
             if entity == "categories":
                 self._push_categories(counts)
@@ -401,7 +291,7 @@ class _Runner:
                 while len(in_flight) >= window:
                     settle(in_flight.popleft())
                 if len(done) >= BATCH or stop is not None:
-                    self._record(feed, entity, done, counts)
+                    self.record(feed, entity, done, counts)
                     done = []
                 if stop is not None:
                     break
@@ -409,7 +299,7 @@ class _Runner:
                 break
         while in_flight:
             settle(in_flight.popleft())
-        self._record(feed, entity, done, counts)
+        self.record(feed, entity, done, counts)
         if stop is not None:
             raise stop
 
@@ -438,7 +328,7 @@ class _Runner:
                 self._dry_run(feed, entity, row)
             return
         if self.config.magento.mode == "bulk" and entity in ("product_models", "products"):
-            self._record(feed, entity, self._bulk_outcomes(entity, rows), counts)
+            self.record(feed, entity, self.bulk.outcomes(entity, rows), counts)
             return
         futures: list[Future[Outcome]] = [
             self.pool.submit(self._push_one, entity, row) for row in rows
@@ -450,19 +340,19 @@ class _Runner:
                 outcomes.append(future.result())
             except MagentoError as exc:  # the run must stop; keep what the others did
                 stop = stop or exc
-        self._record(feed, entity, outcomes, counts)
+        self.record(feed, entity, outcomes, counts)
         if stop is not None:
             raise stop
 
     def _push_one(self, entity: str, row: dict[str, Any]) -> Outcome:
         try:
-            return push_item(entity, self._worker_client(), row, self.context)
+            return push_item(entity, self.worker_client(), row, self.context)
         except ItemRejected as exc:
             return Outcome(row["code"], "error", row["hash"], message=exc.message)
         except MissingDependencyError as exc:
             return Outcome(row["code"], "error", row["hash"], message=f"waiting: {exc}")
 
-    def _record(self, feed: str, entity: str, outcomes: list[Outcome], counts: FeedPush) -> None:
+    def record(self, feed: str, entity: str, outcomes: list[Outcome], counts: FeedPush) -> None:
         pushed = []
         events = []
         media: dict[str, list[tuple[str, str | None]]] = {}
@@ -524,233 +414,6 @@ class _Runner:
                 }
             )
 
-    # -- bulk mode -------------------------------------------------------------------------
-
-    def _bulk_outcomes(self, entity: str, rows: list[dict[str, Any]]) -> list[Outcome]:
-        """Product saves through the async bulk API, in batches of max_items_per_request.
-
-        Global values first, then each store view's changed values; a variant is linked to its
-        parent once its save completed. Results map back to rows by request index.
-        """
-        outcomes: dict[str, Outcome] = {}
-        ready: list[tuple[dict[str, Any], Payloads]] = []
-        for row in rows:
-            try:
-                payloads = payload_for(entity, row, self.context)
-            except MissingDependencyError as exc:
-                outcomes[row["code"]] = Outcome(
-                    row["code"], "error", row["hash"], message=f"waiting: {exc}"
-                )
-                continue
-            if payloads is None:
-                outcomes[row["code"]] = Outcome(row["code"], "ignored", row["hash"])
-            elif payloads.hash() == row["payload_hash"] and not self.context.force:
-                outcomes[row["code"]] = Outcome(row["code"], "unchanged", row["hash"], payloads)
-            else:
-                ready.append((row, payloads))
-        saved = self._bulk_save(
-            "all", [(row, payloads.global_) for row, payloads in ready], outcomes
-        )
-        stores: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-        for row, payloads in ready:
-            if row["code"] not in saved:
-                continue
-            before = previous_payload(row).get("stores") or {}
-            for store, body in payloads.stores.items():
-                changed = store_changes(before.get(store) or {}, body)
-                if changed is not None:
-                    stores.setdefault(store, []).append((row, changed))
-        for store, items in stores.items():
-            stored = self._bulk_save(store, items, outcomes)
-            saved -= {row["code"] for row, _ in items if row["code"] not in stored}
-        links = [
-            (row, payloads)
-            for row, payloads in ready
-            if row["code"] in saved and payloads.extra.get("parent")
-        ]
-        futures = [self.pool.submit(self._link, row, payloads) for row, payloads in links]
-        for (row, _), future in zip(links, futures, strict=True):
-            error = future.result()
-            if error is not None:
-                saved.discard(row["code"])
-                outcomes[row["code"]] = Outcome(row["code"], "error", row["hash"], message=error)
-        for row, payloads in ready:
-            if row["code"] in saved:
-                action = "created" if row["magento_id"] is None else "updated"
-                media: list[tuple[str, str | None]] = [
-                    (code, None) for code in payloads.extra.get("media") or []
-                ]
-                outcomes[row["code"]] = Outcome(
-                    row["code"],
-                    action,
-                    row["hash"],
-                    payloads,
-                    media=(payloads.global_["sku"], media),
-                )
-        return [outcomes[row["code"]] for row in rows]
-
-    def _bulk_save(
-        self,
-        store: str,
-        items: list[tuple[dict[str, Any], dict[str, Any]]],
-        outcomes: dict[str, Outcome],
-    ) -> set[str]:
-        """PUT products/bySku in bulk; returns the codes whose operation completed."""
-        done: set[str] = set()
-        size = self.config.magento.max_items_per_request
-        pending = list(items)
-        for attempt in range(3):  # retriable operations (deadlocks) go round again
-            retry: list[tuple[dict[str, Any], dict[str, Any]]] = []
-            # All requests go out together, and are waited for together, on the worker pool:
-            # each one costs Magento's latency, and the consumer works on all of them at once.
-            chunks = [pending[start : start + size] for start in range(0, len(pending), size)]
-            submissions = list(self.pool.map(lambda c: self._bulk_submit(store, c), chunks))
-            submitted = []
-            for chunk, submission in zip(chunks, submissions, strict=True):
-                if isinstance(submission, ItemRejected):
-                    for row, _ in chunk:
-                        outcomes[row["code"]] = Outcome(
-                            row["code"], "error", row["hash"], message=submission.message
-                        )
-                else:
-                    submitted.append((chunk, submission))
-            waits = list(
-                self.pool.map(
-                    lambda sub: self._worker_client().bulk_wait(sub.bulk_uuid, poll_interval=0.2),
-                    [submission for _, submission in submitted],
-                )
-            )
-            for (chunk, submission), results in zip(submitted, waits, strict=True):
-                for item in submission.rejected:
-                    row = chunk[item.index][0]
-                    message = item.message or "rejected by Magento's bulk API"
-                    outcomes[row["code"]] = Outcome(
-                        row["code"], "error", row["hash"], message=message
-                    )
-                for result in results:
-                    row = chunk[result.index][0]
-                    if result.ok:
-                        done.add(row["code"])
-                    elif result.status == "retriable" and attempt < 2:
-                        retry.append(chunk[result.index])
-                    else:
-                        message = result.message
-                        outcomes[row["code"]] = Outcome(
-                            row["code"], "error", row["hash"], message=message
-                        )
-            if not retry:
-                break
-            pending = retry
-        return done
-
-    def _bulk_submit(
-        self, store: str, chunk: list[tuple[dict[str, Any], dict[str, Any]]]
-    ) -> BulkSubmission | ItemRejected:
-        body = [{"sku": product["sku"], "product": product} for _, product in chunk]
-        try:
-            return self._worker_client().bulk_submit(store, "products/bySku", body, "PUT")
-        except ItemRejected as exc:  # the whole request was refused: its items' error
-            return exc
-
-    def _link(self, row: dict[str, Any], payloads: Payloads) -> str | None:
-        try:
-            link_variant(
-                self._worker_client(),
-                payloads.extra["parent"],
-                payloads.global_["sku"],
-                self.context,
-            )
-        except (ItemRejected, MissingDependencyError) as exc:
-            return getattr(exc, "message", None) or str(exc)
-        return None
-
-    # -- media -----------------------------------------------------------------------------
-
-    def _push_media(self, counts: FeedPush) -> None:
-        only = self.options.skus
-        after = 0
-        while True:
-            rows = self.repo.pending_media(after_id=after, limit=BATCH, only=only)
-            if not rows:
-                return
-            after = rows[-1]["id"]
-            if self.options.dry_run:
-                for row in rows:
-                    sink = self.options.dry_run_sink
-                    if sink is not None:
-                        action = "upload" if row["status"] == "pending" else "remove"
-                        sink(
-                            {
-                                "feed": "assets",
-                                "sku": row["product_sku"],
-                                "action": action,
-                                "media": row["media_code"],
-                            }
-                        )
-                continue
-            metas = {row["media_code"]: self.repo.get("assets", row["media_code"]) for row in rows}
-            futures = [
-                self.pool.submit(self._media_one, row, metas[row["media_code"]]) for row in rows
-            ]
-            events = []
-            for row, future in zip(rows, futures, strict=True):
-                try:
-                    entry_id, error = future.result()
-                except MagentoError:
-                    self.repo.commit()
-                    raise
-                self.repo.media_done(row["id"], entry_id, error)
-                action = "error" if error else ("removed" if entry_id is None else "uploaded")
-                if error:
-                    counts.failed += 1
-                    if len(self.report.errors) < 20:
-                        self.report.errors.append(
-                            {"feed": "assets", "code": row["media_code"], "message": error}
-                        )
-                elif entry_id is None:
-                    counts.updated += 1
-                else:
-                    counts.created += 1
-                events.append(
-                    LogEvent("assets", "product_media", row["product_sku"], action, error)
-                )
-            if self.report.run_id is not None:
-                self.repo.log_events(self.report.run_id, events)
-            self.repo.commit()
-
-    def _media_one(
-        self, row: dict[str, Any], staged: dict[str, Any] | None
-    ) -> tuple[str | None, str | None]:
-        client = self._worker_client()
-        try:
-            if row["status"] == "remove":
-                if row["entry_id"]:
-                    client.delete_media(row["product_sku"], int(row["entry_id"]))
-                return None, None
-            if staged is None:
-                return None, f"media file {row['media_code']} is not staged (import:full --assets)"
-            meta = orjson.loads(staged["data"])
-            content = self._media_content(meta)
-            entry = media_entry(meta, content, row["position"], row["label"])
-            return str(client.add_media(row["product_sku"], entry)), None
-        except ItemRejected as exc:
-            return None, exc.message
-
-    def _media_content(self, meta: dict[str, Any]) -> bytes:
-        code = str(meta["code"])
-        cached = self._media_cache.get(code)
-        if cached is not None:
-            return cached
-        if self.pim is None:
-            raise MagentoError("images need the PIM: set [pim] base_url to download them")
-        content = fetch_media(self.pim, meta)
-        with self._clients_lock:
-            # Media codes embed the content's sha1: one download serves every product using it.
-            if len(self._media_cache) > 64:
-                self._media_cache.pop(next(iter(self._media_cache)))
-            self._media_cache[code] = content
-        return content
-
     # -- mapping changes -------------------------------------------------------------------
 
     def reconcile_mapping(self) -> int:
@@ -788,13 +451,3 @@ class _Runner:
                 marked += len(changed)
             self.repo.commit()
         return marked
-
-
-__all__ = [
-    "FeedPush",
-    "PushOptions",
-    "PushReport",
-    "order_push_feeds",
-    "run_push",
-    "send_store_values",
-]

@@ -33,6 +33,9 @@ from pimsync.magento.mapping import (
 )
 from pimsync.pim.client import PimClient
 
+# Rows read, and outcomes written, per batch.
+BATCH = 200
+
 
 @dataclass
 class Outcome:

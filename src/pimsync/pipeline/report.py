@@ -58,3 +58,53 @@ class RunReport:
             "message": self.message,
             "feeds": self.counts(),
         }
+
+
+@dataclass(slots=True)
+class FeedPush:
+    """The counts of one feed of a push."""
+
+    feed: str
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    ignored: int = 0  # staged rows with no Magento counterpart (identifier, media attributes)
+    failed: int = 0
+    waiting_new: int = 0  # new items not created because auto_create_new is off
+    seconds: float = 0.0
+
+
+@dataclass
+class PushReport:
+    run_id: int | None
+    kind: str
+    dry_run: bool = False
+    status: str = "in_progress"
+    feeds: dict[str, FeedPush] = field(default_factory=dict)
+    errors: list[dict[str, str]] = field(default_factory=list)  # the first few, for the summary
+    marked_by_mapping: int = 0
+    reindex: str | None = None
+    message: str | None = None
+
+    @property
+    def failed(self) -> int:
+        return sum(feed.failed for feed in self.feeds.values())
+
+    @property
+    def exit_code(self) -> int:
+        reindex_failed = self.reindex is not None and self.reindex.startswith("failed")
+        return 1 if self.failed or reindex_failed else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "dry_run": self.dry_run,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "feeds": {name: asdict(feed) for name, feed in self.feeds.items()},
+            "errors": self.errors,
+            "marked_by_mapping_change": self.marked_by_mapping,
+            "reindex": self.reindex,
+            "message": self.message,
+        }

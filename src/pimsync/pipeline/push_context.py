@@ -1,0 +1,69 @@
+"""What payloads refer to: Magento's stores and websites, and the ids and axes in staging."""
+
+from __future__ import annotations
+
+from pimsync.config import Config
+from pimsync.errors import ConfigError
+from pimsync.magento.client import MagentoClient
+from pimsync.magento.mapping import AttributeInfo, CatalogContext
+from pimsync.pipeline.push_items import PushContext
+from pimsync.staging.repository import StagingRepository
+from pimsync.staging.tables import Status
+
+
+def build_catalog_context(
+    repo: StagingRepository, client: MagentoClient, config: Config
+) -> CatalogContext:
+    """Read Magento's stores and websites and check that the mapping names existing ones."""
+    stores = {store.code: store.id for store in client.store_views()}
+    websites = {website.code: website.id for website in client.websites()}
+    problems = [
+        f"[mapping] locales: Magento has no store view {code!r} (it has {', '.join(stores)})"
+        for code in config.mapping.locales.values()
+        if code not in stores
+    ]
+    problems += [
+        f"[mapping] websites: Magento has no website {code!r} (it has {', '.join(websites)})"
+        for code in config.mapping.websites
+        if code not in websites
+    ]
+    if problems:
+        raise ConfigError("the mapping does not match this Magento", problems)
+    return CatalogContext(
+        mapping=config.mapping,
+        attributes={},
+        option_ids={},
+        category_ids={},
+        attribute_set_ids={},
+        store_ids=stores,
+        website_ids=websites,
+    )
+
+
+def refresh_context(repo: StagingRepository, context: PushContext) -> None:
+    """Reload what payloads refer to from staging: ids Magento gave, axes, model parents."""
+    catalog = context.catalog
+    excluded = [Status.QUARANTINED, Status.DELETED_IN_PIM]
+    catalog.attributes = {
+        code: AttributeInfo(
+            code,
+            str(data.get("type")),
+            bool(data.get("localizable")),
+            bool(data.get("scopable")),
+        )
+        for code, data in repo.records("attributes", exclude_status=excluded)
+    }
+    catalog.option_ids = repo.magento_ids("attribute_options")
+    catalog.category_ids = repo.magento_ids("categories")
+    catalog.attribute_set_ids = {f: int(i) for f, i in repo.magento_ids("families").items()}
+    context.attribute_ids = repo.magento_ids("attributes")
+    variants: dict[str, list[str]] = {}
+    for code, data in repo.records("family_variants", exclude_status=excluded):
+        sets = sorted(data.get("variant_attribute_sets") or [], key=lambda s: s.get("level", 0))
+        variants[code] = [axis for level in sets for axis in level.get("axes") or []]
+    catalog.family_axes = dict(variants)
+    for code, data in repo.records("product_models", exclude_status=excluded):
+        context.model_parents[code] = data.get("parent")
+        axes = variants.get(f"{data.get('family')}/{data.get('family_variant')}")
+        if axes is not None:
+            catalog.family_axes[f"@{code}"] = axes
