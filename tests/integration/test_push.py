@@ -290,3 +290,23 @@ def test_mapping_change_marks_only_the_items_it_changes(staging_url, pim, magent
             category_id = int(repo.get("categories", root)["magento_id"])
         assert magento.category(category_id, "all")["parent_id"] == new_root
     changed.close()
+
+
+def test_a_2xx_without_what_the_api_promises_is_the_items_error(app, magento, monkeypatch):
+    """A body without the id Magento promises must not mark the item synced."""
+    from pimsync.pipeline import push_items
+
+    pipeline.run_full_import(app, ["attributes", "categories"])
+    original = push_items.SENDERS["categories"]
+
+    def no_id(client, row, payloads, context):
+        if row["code"] == "master":
+            raise KeyError("id")
+        return original(client, row, payloads, context)
+
+    monkeypatch.setitem(push_items.SENDERS, "categories", no_id)
+    report = create(app, feeds=["attributes", "categories"])
+    assert report.exit_code == 1
+    assert report.errors[0]["code"] == "master"
+    assert report.errors[0]["message"] == "unexpected answer: KeyError: 'id'"
+    assert statuses(app, "categories")["master"] == "error"

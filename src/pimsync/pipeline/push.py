@@ -28,7 +28,7 @@ from pimsync.magento.http import ItemRejected
 from pimsync.magento.mapping import MissingDependencyError
 from pimsync.pim.client import PimClient
 from pimsync.pipeline.push_bulk import BulkPush
-from pimsync.pipeline.push_context import build_catalog_context, refresh_context
+from pimsync.pipeline.push_context import build_catalog_context, load_context, refresh_ids
 from pimsync.pipeline.push_items import (
     BATCH,
     Outcome,
@@ -96,7 +96,7 @@ def run_push(app: App, kind: str, options: PushOptions) -> PushReport:
         catalog = build_catalog_context(repo, client, config)
         context = PushContext(catalog, force=options.force)
         context.set_ids_by_name = client.attribute_sets()
-        refresh_context(repo, context)
+        load_context(repo, context)
         if not options.dry_run:
             report.run_id = repo.begin_run(kind, options.feeds, config.fingerprint(), "{}")
         runner = Runner(app, repo, client, pim, context, options, report)
@@ -209,7 +209,7 @@ class Runner:
                 self._push_categories(counts)
             else:
                 self._push_entity(feed, entity, has_parent, counts)
-            refresh_context(self.repo, self.context)
+            refresh_ids(self.repo, self.context)
         counts.seconds = round(time.monotonic() - started, 3)
 
     def _include_new(self) -> bool:
@@ -318,7 +318,7 @@ class Runner:
         for level in sorted({depth(row["code"]) for row in rows}):
             batch = [row for row in rows if depth(row["code"]) == level]
             self._run_batch("categories", "categories", batch, counts)
-            refresh_context(self.repo, self.context)
+            refresh_ids(self.repo, self.context)
 
     def _run_batch(
         self, feed: str, entity: str, rows: list[dict[str, Any]], counts: FeedPush
@@ -351,6 +351,13 @@ class Runner:
             return Outcome(row["code"], "error", row["hash"], message=exc.message)
         except MissingDependencyError as exc:
             return Outcome(row["code"], "error", row["hash"], message=f"waiting: {exc}")
+        except (KeyError, TypeError, ValueError) as exc:
+            # A 2xx whose body lacks what the API promises (an id, an object): the item's
+            # error, never a synced mark for something Magento may not hold.
+            reason = f"{type(exc).__name__}: {exc}"
+            return Outcome(
+                row["code"], "error", row["hash"], message=f"unexpected answer: {reason}"
+            )
 
     def record(self, feed: str, entity: str, outcomes: list[Outcome], counts: FeedPush) -> None:
         pushed = []

@@ -40,8 +40,9 @@ def build_catalog_context(
     )
 
 
-def refresh_context(repo: StagingRepository, context: PushContext) -> None:
-    """Reload what payloads refer to from staging: ids Magento gave, axes, model parents."""
+def load_context(repo: StagingRepository, context: PushContext) -> None:
+    """Load what payloads refer to from staging, once per push: attributes, the configurable
+    axes of every product model and the model tree, then the ids Magento gave."""
     catalog = context.catalog
     excluded = [Status.QUARANTINED, Status.DELETED_IN_PIM]
     catalog.attributes = {
@@ -53,10 +54,6 @@ def refresh_context(repo: StagingRepository, context: PushContext) -> None:
         )
         for code, data in repo.records("attributes", exclude_status=excluded)
     }
-    catalog.option_ids = repo.magento_ids("attribute_options")
-    catalog.category_ids = repo.magento_ids("categories")
-    catalog.attribute_set_ids = {f: int(i) for f, i in repo.magento_ids("families").items()}
-    context.attribute_ids = repo.magento_ids("attributes")
     variants: dict[str, list[str]] = {}
     for code, data in repo.records("family_variants", exclude_status=excluded):
         sets = sorted(data.get("variant_attribute_sets") or [], key=lambda s: s.get("level", 0))
@@ -67,3 +64,14 @@ def refresh_context(repo: StagingRepository, context: PushContext) -> None:
         axes = variants.get(f"{data.get('family')}/{data.get('family_variant')}")
         if axes is not None:
             catalog.family_axes[f"@{code}"] = axes
+    refresh_ids(repo, context)
+
+
+def refresh_ids(repo: StagingRepository, context: PushContext) -> None:
+    """Reload the ids Magento gave (options, categories, attribute sets, attributes): done after
+    each entity and each category level, so what follows can refer to what was just created."""
+    catalog = context.catalog
+    catalog.option_ids = repo.magento_ids("attribute_options")
+    catalog.category_ids = repo.magento_ids("categories")
+    catalog.attribute_set_ids = {f: int(i) for f, i in repo.magento_ids("families").items()}
+    context.attribute_ids = repo.magento_ids("attributes")
