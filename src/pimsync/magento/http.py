@@ -17,17 +17,16 @@ from typing import Any
 import httpx
 import orjson
 from tenacity import (
-    RetryCallState,
     RetryError,
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from pimsync import __version__
 from pimsync.config import MagentoConfig
 from pimsync.errors import MagentoError, RetryableHTTPError
+from pimsync.retry import RetryAfterWait
 
 MAX_ATTEMPTS = 5
 MAX_RETRY_WAIT = 60.0
@@ -184,8 +183,7 @@ class Sender:
         self.max_attempts = max_attempts
         self.max_retry_wait = max_retry_wait
         self._sleep = sleep
-        ceiling = min(MAX_BACKOFF, max_retry_wait)
-        self._backoff = wait_exponential_jitter(multiplier=0.5, max=ceiling, jitter=0.5)
+        self._wait = RetryAfterWait(max_retry_wait, MAX_BACKOFF)
 
     def call(
         self,
@@ -262,12 +260,6 @@ class Sender:
             if exc.status == 404:
                 return None
             raise
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RetryableHTTPError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.max_retry_wait)
-        return float(self._backoff(state))
 
     def _unavailable(self, method: str, path: str, exc: BaseException | None) -> MagentoError:
         if isinstance(exc, RetryableHTTPError):

@@ -23,12 +23,10 @@ import httpx
 import orjson
 from pydantic import ValidationError
 from tenacity import (
-    RetryCallState,
     RetryError,
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from pimsync import __version__
@@ -47,6 +45,7 @@ from pimsync.pim.models import (
     describe_validation_error,
 )
 from pimsync.pim.pagination import NextLinkPaginator
+from pimsync.retry import RetryAfterWait
 
 API = "/api/rest/v1"
 TOKEN_PATH = "/api/oauth/v1/token"
@@ -117,7 +116,7 @@ class PimClient:
         self._access_token: str | None = None
         self._refresh_token: str | None = None
         self._token_expires_at = 0.0
-        self._backoff = wait_exponential_jitter(multiplier=0.5, max=settings.max_retry_wait)
+        self._wait = RetryAfterWait(settings.max_retry_wait)
         self.requests_sent = 0
 
     @classmethod
@@ -283,12 +282,6 @@ class PimClient:
             raise self._unavailable(url, exc.last_attempt.exception()) from None
         except FatalHTTPError as exc:
             raise self._refused(url, exc) from None
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RetryableHTTPError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.settings.max_retry_wait)
-        return float(self._backoff(state))
 
     def _send(
         self,
