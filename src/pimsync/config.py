@@ -267,8 +267,3 @@ def _field_errors(exc: ValidationError) -> list[str]:
         else:
             problems.append(f"{where}: {error['msg']}")
     return problems
-
-
-def timezone_of(config: Config) -> ZoneInfo:
-    """The PIM server's time zone, used to read and write its `updated` values."""
-    return ZoneInfo(config.pim.timezone)

@@ -129,9 +129,6 @@ def root_model(code: str, context: PushContext) -> str:
     return code
 
 
-Pusher = Callable[[MagentoClient, dict[str, Any], PushContext], Outcome]
-
-
 def push_item(
     entity: str, client: MagentoClient, row: dict[str, Any], context: PushContext
 ) -> Outcome:

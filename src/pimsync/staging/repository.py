@@ -382,11 +382,6 @@ class StagingRepository:
         row = self.connection.execute(select(table).where(table.c.code == code)).first()
         return dict(row._mapping) if row else None
 
-    def count_by_status(self, entity: str) -> dict[str, int]:
-        table = entity_tables[entity]
-        query = select(table.c.status, func.count()).group_by(table.c.status)
-        return {status: count for status, count in self.connection.execute(query)}
-
     # -- entities: push side -------------------------------------------------------------------
 
     def pending_for_push(
@@ -568,10 +563,6 @@ class StagingRepository:
             update(product_media).where(product_media.c.id == row_id).values(**values)
         )
 
-    def media_counts(self) -> dict[str, int]:
-        query = select(product_media.c.status, func.count()).group_by(product_media.c.status)
-        return {status: count for status, count in self.connection.execute(query)}
-
     # -- key-value state ----------------------------------------------------------------------
 
     def state(self, key: str) -> str | None:
@@ -662,10 +653,6 @@ class StagingRepository:
             )
         )
         self.commit()
-
-    def run(self, run_id: int) -> dict[str, Any] | None:
-        row = self.connection.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
-        return dict(row._mapping) if row else None
 
     def log_events(self, run_id: int, events: Sequence[LogEvent]) -> None:
         if not events:
