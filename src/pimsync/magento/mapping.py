@@ -14,6 +14,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -44,9 +45,13 @@ class MissingDependencyError(Exception):
     """The payload needs something Magento does not have yet (an option, a category, a set)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Payloads:
-    """What one item sends: a global payload and a payload per store view code."""
+    """What one item sends: a global payload and a payload per store view code.
+
+    Built, then only read: its hash is compared before sending and stored after, so it is
+    computed once (any `extra` a caller adds must be added before the first `hash()`).
+    """
 
     global_: dict[str, Any]
     stores: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -56,6 +61,10 @@ class Payloads:
         return {"all": self.global_, "stores": self.stores, **self.extra}
 
     def hash(self) -> str:
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
         data = orjson.dumps(self.as_dict(), option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(data).hexdigest()
 
