@@ -231,3 +231,23 @@ def test_watermark_is_the_pim_clock_minus_nothing(app, pim):
     assert watermark == pim.clock.now().replace(microsecond=0)
     assert isinstance(repo, StagingRepository)
     assert timedelta(0) <= pim.clock.now() - watermark < timedelta(seconds=1)
+
+
+def test_incremental_assets_read_only_the_unknown_media_of_changed_products(app, pim):
+    from sqlalchemy import delete
+
+    from pimsync.staging.tables import entity_tables
+
+    pipeline.run_full_import(app)
+    index = next(i for i in range(PRODUCTS) if pim.product(i)["values"].get("picture"))
+    code = pim.product(index)["values"]["picture"][0]["data"]
+    assets = entity_tables["assets"]
+    with app.repository() as repo:  # as if the file had never been imported
+        repo.connection.execute(delete(assets).where(assets.c.code == code))
+        repo.commit()
+    pim.clock.advance(600)
+    pim.update_product(index, values={"ean": [{"locale": None, "scope": None, "data": "1"}]})
+    pim.reset_stats()
+    report = pipeline.run_incremental_import(app, ["products", "assets"])
+    assert (report.feeds["assets"].fetched, report.feeds["assets"].new) == (1, 1)
+    assert staged_record(app, "assets", code)["code"] == code

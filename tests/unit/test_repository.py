@@ -98,3 +98,10 @@ def test_watermarks_are_per_feed_and_newest_wins(repo: StagingRepository):
     assert repo.last_watermark("products") == datetime(2026, 1, 1, tzinfo=UTC)
     assert repo.last_watermark("assets") == datetime(2026, 1, 2, tzinfo=UTC)
     assert repo.last_watermark("categories") is None
+
+
+def test_unknown_codes_are_the_ones_not_staged(repo: StagingRepository):
+    repo.upsert_fetched("assets", [item(f"a/{i}.jpg", {"i": i}) for i in range(3)])
+    wanted = {"a/0.jpg", "a/2.jpg", "b/9.jpg", *(f"c/{i}.jpg" for i in range(600))}
+    assert repo.unknown_codes("assets", wanted) == wanted - {"a/0.jpg", "a/2.jpg"}
+    assert repo.unknown_codes("assets", []) == set()

@@ -170,8 +170,7 @@ def _import_assets(
     # Media files have no date filter, and a media code embeds its content's sha1: an unchanged
     # code is an unchanged file. So an incremental reads only the codes that products staged
     # since then reference and that staging does not know yet.
-    known = set(repo.codes("assets"))
-    wanted = sorted(_media_codes_referenced(repo) - known)
+    wanted = sorted(repo.unknown_codes("assets", _media_codes_referenced(repo)))
     _stage_entity(context, report, "assets", _one_per_page(client.media_file(c) for c in wanted))
 
 

@@ -343,6 +343,16 @@ class StagingRepository:
             query = query.where(table.c.status.not_in(list(exclude_status)))
         return list(self.connection.scalars(query))
 
+    def unknown_codes(self, entity: str, codes: Iterable[str]) -> set[str]:
+        """The codes among `codes` that the entity table does not hold."""
+        table = entity_tables[entity]
+        missing = set(codes)
+        for chunk in _chunks(sorted(missing), 500):
+            missing.difference_update(
+                self.connection.scalars(select(table.c.code).where(table.c.code.in_(chunk)))
+            )
+        return missing
+
     def records(
         self, entity: str, *, exclude_status: Sequence[str] = ()
     ) -> Iterator[tuple[str, dict[str, Any]]]:
