@@ -147,9 +147,14 @@ def test_serve_forever_stops_cleanly(sig: signal.Signals) -> None:
         "print('stopped', flush=True)\n"
     )
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert httpx.get(url).text == "up"
-        proc.send_signal(sig)
-        assert proc.wait(timeout=10) == 0
-        assert proc.stdout.read().strip() == "stopped"
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().strip()
+            assert httpx.get(url).text == "up"
+            proc.send_signal(sig)
+            assert proc.wait(timeout=10) == 0
+            assert proc.stdout.read().strip() == "stopped"
+        finally:
+            if proc.poll() is None:  # a failed stop must fail the test, not hang the suite
+                proc.kill()
+                proc.wait()

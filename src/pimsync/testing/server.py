@@ -189,6 +189,9 @@ def serve_forever(
     `on_ready(base_url)` runs once the socket listens (print "listening on ..." there).
     """
     server = _make_server(handler, host, port)
+    # The process ends right after: its connection threads are daemons, so closing must not
+    # wait for them (joining one still blocked on a client was seen to hang a SIGTERM stop).
+    server.block_on_close = False
     previous: Any = None
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:
