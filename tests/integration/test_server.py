@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -156,5 +157,34 @@ def test_serve_forever_stops_cleanly(sig: signal.Signals) -> None:
             assert proc.stdout.read().strip() == "stopped"
         finally:
             if proc.poll() is None:  # a failed stop must fail the test, not hang the suite
+                proc.kill()
+                proc.wait()
+
+
+def test_sigterm_while_a_connection_is_accepted_still_stops() -> None:
+    """socketserver catches Exception around each new connection: a stop raised there (the
+    signal lands while a connection thread starts) must not be swallowed."""
+    code = (
+        "import os, signal, socketserver, httpx\n"
+        "from pimsync.testing.server import serve_forever\n"
+        "original = socketserver.ThreadingMixIn.process_request\n"
+        "def process_request(self, request, address):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    original(self, request, address)\n"
+        "socketserver.ThreadingMixIn.process_request = process_request\n"
+        "serve_forever(lambda r: httpx.Response(200, text='up'), port=0,\n"
+        "              on_ready=lambda url: print(url, flush=True))\n"
+        "print('stopped', flush=True)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().strip()
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(url, timeout=5)
+            assert proc.wait(timeout=10) == 0
+            assert proc.stdout.read().strip() == "stopped"
+        finally:
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()

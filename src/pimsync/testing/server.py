@@ -173,8 +173,10 @@ def serve(handler: Handler, *, host: str = "127.0.0.1", port: int = 0) -> Iterat
         thread.join()
 
 
-class _Terminated(Exception):
-    """Raised from the SIGTERM handler to leave `serve_forever`."""
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler. A BaseException, like KeyboardInterrupt: socketserver
+    catches `Exception` around each new connection and would swallow a stop that lands
+    while one is being accepted."""
 
 
 def serve_forever(
@@ -189,9 +191,6 @@ def serve_forever(
     `on_ready(base_url)` runs once the socket listens (print "listening on ..." there).
     """
     server = _make_server(handler, host, port)
-    # The process ends right after: its connection threads are daemons, so closing must not
-    # wait for them (joining one still blocked on a client was seen to hang a SIGTERM stop).
-    server.block_on_close = False
     previous: Any = None
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:
