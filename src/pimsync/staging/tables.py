@@ -75,6 +75,9 @@ def _entity_table(name: str) -> Table:
         # What was last sent to Magento, and its hash: "what is pushed is hashed".
         Column("payload_hash", String(64)),
         Column("pushed_payload", Text),
+        # A worker's claim on a pending row (`pimsync worker`): who, and until when.
+        Column("claimed_by", String(64)),
+        Column("claimed_until", DateTime(timezone=True)),
         Index(f"ix_{name}_identifier", "identifier"),
     )
 
@@ -97,6 +100,24 @@ sync_runs = Table(
     Column("message", Text),
     Column("host", String(255)),
     Column("pid", Integer),
+    Column("options", Text),  # JSON: what the run was asked to do, so a stopped run can resume
+    Column("resumed_from", Integer),  # the stopped run this one carried on
+)
+
+# One row while a run holds the staging database: a lease its heartbeat renews. `pimsync stop`
+# sets stop_requested_at; the holder sees it at its next heartbeat.
+sync_lock = Table(
+    "sync_lock",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("run_id", Integer),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("stop_requested_at", DateTime(timezone=True)),
 )
 
 # One row per image a product should have in Magento; the assets feed uploads the rows

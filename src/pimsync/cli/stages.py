@@ -1,0 +1,133 @@
+"""Stage commands: import:full, import:incremental, create, resync."""
+
+from __future__ import annotations
+
+import click
+
+from pimsync import pipeline
+from pimsync.app import App
+from pimsync.cli.base import cli, json_option, pass_app
+from pimsync.config import FEEDS, PUSH_FEEDS
+from pimsync.render import (
+    ImportProgress,
+    print_dry_run,
+    render_import_report,
+    render_push_report,
+)
+
+
+@cli.command("import:full")
+@click.option("--attributes", is_flag=True, help="Attributes, options, families, variants.")
+@click.option("--categories", is_flag=True, help="The category trees.")
+@click.option("--products", is_flag=True, help="Product models and products.")
+@click.option("--assets", is_flag=True, help="Media file metadata.")
+@json_option
+@pass_app
+def import_full(
+    app: App, attributes: bool, categories: bool, products: bool, assets: bool, as_json: bool
+) -> None:
+    """Fetch every item of the chosen feeds (default: all) into staging.
+
+    Items that changed since the last push are marked needs_update; items the PIM no longer
+    has are marked deleted_in_pim. Nothing is sent to Magento.
+
+    \b
+        pimsync import:full
+        pimsync import:full --products --json
+    """
+    chosen = [
+        feed
+        for feed, wanted in zip(FEEDS, (attributes, categories, products, assets), strict=True)
+        if wanted
+    ]
+    with ImportProgress() as progress:
+        report = pipeline.run_full_import(app, chosen, observer=progress)
+    render_import_report(report, as_json)
+    click.get_current_context().exit(report.exit_code)
+
+
+@cli.command("import:incremental")
+@click.option(
+    "--feed",
+    "feeds",
+    multiple=True,
+    type=click.Choice(FEEDS),
+    help="Only this feed (repeatable; default: all).",
+)
+@json_option
+@pass_app
+def import_incremental(app: App, feeds: tuple[str, ...], as_json: bool) -> None:
+    """Fetch what changed in the PIM since each feed's last import.
+
+    \b
+        pimsync import:incremental
+        pimsync import:incremental --feed products --json
+    """
+    with ImportProgress() as progress:
+        report = pipeline.run_incremental_import(app, feeds, observer=progress)
+    render_import_report(report, as_json)
+    click.get_current_context().exit(report.exit_code)
+
+
+@cli.command("create")
+@click.option(
+    "--feed",
+    "feeds",
+    multiple=True,
+    type=click.Choice(PUSH_FEEDS),
+    help="Only this feed (repeatable; default: all, in order).",
+)
+@click.option("--sku", "skus", multiple=True, help="Only these products (creates them if new).")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would be sent, item by item; change nothing."
+)
+@click.option("--limit", type=click.IntRange(1), help="Push at most N items per entity.")
+@click.option("--no-reindex", is_flag=True, help="Do not run [sync] reindex_command afterwards.")
+@json_option
+@pass_app
+def create(
+    app: App,
+    feeds: tuple[str, ...],
+    skus: tuple[str, ...],
+    dry_run: bool,
+    limit: int | None,
+    no_reindex: bool,
+    as_json: bool,
+) -> None:
+    """Push every non-skipped item that needs an update to Magento, in feed order.
+
+    New items are created when [sync] auto_create_new is true (the default) or when named
+    with --sku; the others wait, and the summary says how many.
+
+    \b
+        pimsync create
+        pimsync create --feed products --sku SKU-0000042 --dry-run
+    """
+    options = pipeline.PushOptions(
+        feeds=pipeline.order_push_feeds(feeds),
+        skus=list(skus) or None,
+        dry_run=dry_run,
+        limit=limit,
+        reindex=not no_reindex,
+        dry_run_sink=print_dry_run,
+    )
+    report = pipeline.run_push(app, "create", options)
+    render_push_report(report, as_json)
+    click.get_current_context().exit(report.exit_code)
+
+
+@cli.command("resync")
+@click.option("--feed", required=True, type=click.Choice(PUSH_FEEDS), help="The feed to push.")
+@click.option("--no-reindex", is_flag=True, help="Do not run [sync] reindex_command afterwards.")
+@json_option
+@pass_app
+def resync(app: App, feed: str, no_reindex: bool, as_json: bool) -> None:
+    """Push every staged item of one feed again, whatever its hash (deletions never are).
+
+    \b
+        pimsync resync --feed categories
+    """
+    options = pipeline.PushOptions(feeds=[feed], force=True, reindex=not no_reindex)
+    report = pipeline.run_push(app, "resync", options)
+    render_push_report(report, as_json)
+    click.get_current_context().exit(report.exit_code)
