@@ -7,14 +7,15 @@ created until a command asks for it, so `pimsync --help` and `pimsync mock` need
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy import Engine
 
 from pimsync.config import Config
+from pimsync.lock import RunLock, holding
 from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
 from pimsync.staging.database import open_engine, upgrade
@@ -55,6 +56,21 @@ class App:
         if self.config.pim.base_url is None:
             return nullcontext(None)
         return self.pim_client()
+
+    @contextmanager
+    def exclusive(self, kind: str) -> Iterator[RunLock]:
+        """Hold the staging database's run lock (a lease) for the block; see `pimsync.lock`."""
+        with holding(self.engine(), kind, self.config.sync.lock_lease_seconds) as lock:
+            yield lock
+
+    @contextmanager
+    def using(self, config: Config) -> Iterator[None]:
+        """Run the block with another configuration (a resumed run's), then restore this one."""
+        saved, self.config = self.config, config
+        try:
+            yield
+        finally:
+            self.config = saved
 
     def close(self) -> None:
         if self._engine is not None:

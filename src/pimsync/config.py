@@ -93,10 +93,31 @@ class StagingConfig(Section):
     batch_size: int = Field(default=1000, ge=1, le=10000)
 
 
+DeletionMode = Literal["ignore", "disable", "delete"]
+
+
+class DeletionsConfig(Section):
+    """What `create` does in Magento with items a full import found deleted in the PIM.
+
+    Attributes and assets are not here on purpose: deleting a Magento attribute drops its values
+    from every product, and images a product no longer has are always removed with the product.
+    """
+
+    categories: DeletionMode = "ignore"  # disable: is_active false
+    products: DeletionMode = "ignore"  # simple products and configurable parents
+    variants: DeletionMode = "ignore"
+
+
 class SyncConfig(Section):
     overlap_seconds: int = Field(default=120, ge=0)
     auto_create_new: bool = True
     reindex_command: list[str] = Field(default_factory=list)
+    deletions: DeletionsConfig = Field(default_factory=DeletionsConfig)
+    # A push refuses to export a feed's deletions when they exceed this share of the feed (a PIM
+    # answering an empty catalog must not empty the shop).
+    deletion_threshold: float = Field(default=0.05, ge=0, le=1)
+    # The run lock's lease: a run that dies blocks the next one at most this long (seconds).
+    lock_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
 
     @field_validator("reindex_command", mode="before")
     @classmethod

@@ -58,7 +58,8 @@ def render_import_report(report: RunReport, as_json: bool) -> None:
         counts = [f"{getattr(feed, counter):,}" for counter in IMPORT_COUNTERS]
         table.add_row(feed.feed, feed.mode, *counts, f"{feed.seconds:.1f}")
     _print(table)
-    notes = [f"{feed.feed}: {feed.note}" for feed in report.feeds.values() if feed.note]
+    notes = list(report.notes)
+    notes += [f"{feed.feed}: {feed.note}" for feed in report.feeds.values() if feed.note]
     marked = sum(feed.dependents_marked for feed in report.feeds.values())
     if marked:
         notes.append(f"{marked} configurable parent(s) marked needs_update by variant changes")
@@ -130,7 +131,7 @@ def render_push_report(report: PushReport, as_json: bool) -> None:
         click.echo("dry run: nothing was sent and staging is unchanged", err=True)
         return
     table = _table(f"{report.kind} (run {report.run_id}): {report.status}")
-    for column in ("feed", "created", "updated", "unchanged", "failed", "seconds"):
+    for column in ("feed", "created", "updated", "unchanged", "deleted", "failed", "seconds"):
         table.add_column(column, justify="left" if column == "feed" else "right")
     for feed in report.feeds.values():
         table.add_row(
@@ -138,10 +139,13 @@ def render_push_report(report: PushReport, as_json: bool) -> None:
             f"{feed.created:,}",
             f"{feed.updated:,}",
             f"{feed.unchanged:,}",
+            f"{feed.deleted:,}",
             f"{feed.failed:,}",
             f"{feed.seconds:.1f}",
         )
     _print(table)
+    for note in report.notes:
+        click.echo(note)
     waiting = sum(feed.waiting_new for feed in report.feeds.values())
     if waiting:
         click.echo(

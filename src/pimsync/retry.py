@@ -6,9 +6,13 @@ honoured the same way against the PIM and against Magento.
 
 from __future__ import annotations
 
+import logging
+
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from pimsync.errors import RetryableHTTPError
+
+log = logging.getLogger("pimsync.retry")
 
 
 class RetryAfterWait:
@@ -25,3 +29,17 @@ class RetryAfterWait:
         if isinstance(exc, RetryableHTTPError) and exc.retry_after is not None:
             return min(exc.retry_after, self.max_wait)
         return float(self._backoff(state))
+
+
+def log_retry(state: RetryCallState) -> None:
+    """A tenacity `before_sleep`: one warning per retry, so cron logs show a flaky remote."""
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+    log.warning(
+        "retrying after %s (attempt %d, waiting %.1f s)",
+        reason,
+        state.attempt_number,
+        wait,
+        extra={"attempt": state.attempt_number, "wait_seconds": round(wait, 3)},
+    )

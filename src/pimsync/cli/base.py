@@ -7,42 +7,72 @@ is a bug (exit 70), with a traceback only under `--debug`.
 
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from collections.abc import Callable
+from datetime import datetime
 from functools import update_wrapper
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from pimsync import __version__
+from pimsync import __version__, logs
 from pimsync.app import App
 from pimsync.config import load_config
 from pimsync.errors import InterruptedRunError, PimsyncError
-from pimsync.render import (
-    render_error,
-)
+from pimsync.render import render_error
+from pimsync.reports import RunSummary, utcnow, write_metrics, write_report
+
+log = logging.getLogger("pimsync")
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+REPORT_KEY = "pimsync.report"
+ERROR_KEY = "pimsync.error"
+
+
 class PimsyncGroup(click.Group):
-    """A click group that turns pimsync's exceptions into messages and exit codes."""
+    """A click group that turns pimsync's exceptions into messages and exit codes, and writes
+    `--report`/`--metrics` whatever the outcome."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        started = utcnow()
+        code = 0
+        try:
+            return self._invoke(ctx)
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+            raise
+        except click.ClickException as exc:
+            code = exc.exit_code
+            ctx.meta[ERROR_KEY] = exc.format_message()
+            raise
+        except click.Abort:
+            code = 1
+            raise
+        finally:
+            _write_summaries(ctx, started, code)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except PimsyncError as exc:
+            ctx.meta[ERROR_KEY] = exc.message
+            if ctx.params.get("log_format") == "json":  # text mode: the Error line says it
+                log.error(exc.message, extra={"exit_code": exc.exit_code})
             render_error(exc)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             render_error(InterruptedRunError("interrupted; work committed so far is kept"))
             ctx.exit(InterruptedRunError.exit_code)
         except Exception as exc:
+            ctx.meta[ERROR_KEY] = f"internal error: {type(exc).__name__}: {exc}"
             if ctx.find_root().params.get("debug"):
                 traceback.print_exc()
             render_error(
@@ -52,6 +82,33 @@ class PimsyncGroup(click.Group):
                 )
             )
             ctx.exit(PimsyncError.exit_code)
+
+
+def _write_summaries(ctx: click.Context, started: datetime, code: int) -> None:
+    report_path: Path | None = ctx.params.get("report_path")
+    metrics_path: Path | None = ctx.params.get("metrics_path")
+    if ctx.invoked_subcommand is None or not (report_path or metrics_path):
+        return
+    summary = RunSummary(
+        command=ctx.invoked_subcommand,
+        started_at=started,
+        finished_at=utcnow(),
+        exit_code=code,
+        error=ctx.meta.get(ERROR_KEY),
+        run=ctx.meta.get(REPORT_KEY),
+    )
+    for path, write in ((report_path, write_report), (metrics_path, write_metrics)):
+        if path is None:
+            continue
+        try:
+            write(path, summary)
+        except OSError as exc:
+            click.echo(f"Error: cannot write {path}: {exc.strerror}", err=True)
+
+
+def remember_report(report: dict[str, Any]) -> None:
+    """Hand a command's run report to `--report`/`--metrics` (written when the command ends)."""
+    click.get_current_context().meta[REPORT_KEY] = report
 
 
 class Settings:
@@ -66,6 +123,11 @@ class Settings:
     def app(self) -> App:
         if self._app is None:
             config = load_config(self.config_path, os.environ, self.overrides)
+            logs.add_secrets(
+                secret.get_secret_value()
+                for secret in (config.pim.secret, config.pim.password, config.magento.token)
+                if secret is not None
+            )
             self._app = App(config)
         return self._app
 
@@ -80,6 +142,14 @@ def pass_app(command: F) -> F:
         return ctx.invoke(command, app.app(), *args, **kwargs)
 
     return update_wrapper(wrapper, command)  # type: ignore[return-value]
+
+
+def fresh_option(command: F) -> F:
+    return click.option(
+        "--fresh",
+        is_flag=True,
+        help="Do not resume a stopped run of this kind; start over with today's configuration.",
+    )(command)
 
 
 def json_option(command: F) -> F:
@@ -98,16 +168,48 @@ def json_option(command: F) -> F:
     help="Config file (default: ./pimsync.toml, optional).",
 )
 @click.option("--staging-url", help="Staging database URL; overrides [staging] url.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False, writable=True),
+    help="Write a JSON summary of the run here (counts, errors, duration, exit code).",
+)
+@click.option(
+    "--metrics",
+    "metrics_path",
+    type=click.Path(path_type=Path, dir_okay=False, writable=True),
+    help="Write the same figures as OpenMetrics text (node_exporter textfile collector).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr: human text, or one JSON object per line.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log run progress (info), not only problems.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @click.version_option(__version__, "-V", "--version", prog_name="pimsync")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, staging_url: str | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    config_path: Path | None,
+    staging_url: str | None,
+    report_path: Path | None,
+    metrics_path: Path | None,
+    log_format: str,
+    verbose: bool,
+    debug: bool,
+) -> None:
     """Keep a Magento 2 / Adobe Commerce catalog in sync with a PIM.
 
     \b
     Stage 1, import:  pimsync import:full     then  pimsync import:incremental
     Stage 2, push:    pimsync create          or    pimsync resync --feed products
     """
+    # Under cron only problems are logged; JSON logs are for shippers, which want the runs too.
+    level = logging.INFO if verbose or log_format == "json" else logging.WARNING
+    logs.configure(log_format, logging.DEBUG if debug else level)
     overrides: dict[str, Any] = {}
     if staging_url:
         overrides["staging"] = {"url": staging_url}

@@ -6,7 +6,7 @@ import click
 
 from pimsync import pipeline
 from pimsync.app import App
-from pimsync.cli.base import cli, json_option, pass_app
+from pimsync.cli.base import cli, fresh_option, json_option, pass_app, remember_report
 from pimsync.config import FEEDS, PUSH_FEEDS
 from pimsync.render import (
     ImportProgress,
@@ -21,10 +21,17 @@ from pimsync.render import (
 @click.option("--categories", is_flag=True, help="The category trees.")
 @click.option("--products", is_flag=True, help="Product models and products.")
 @click.option("--assets", is_flag=True, help="Media file metadata.")
+@fresh_option
 @json_option
 @pass_app
 def import_full(
-    app: App, attributes: bool, categories: bool, products: bool, assets: bool, as_json: bool
+    app: App,
+    attributes: bool,
+    categories: bool,
+    products: bool,
+    assets: bool,
+    fresh: bool,
+    as_json: bool,
 ) -> None:
     """Fetch every item of the chosen feeds (default: all) into staging.
 
@@ -41,7 +48,8 @@ def import_full(
         if wanted
     ]
     with ImportProgress() as progress:
-        report = pipeline.run_full_import(app, chosen, observer=progress)
+        report = pipeline.run_full_import(app, chosen, observer=progress, fresh=fresh)
+    remember_report(report.as_dict())
     render_import_report(report, as_json)
     click.get_current_context().exit(report.exit_code)
 
@@ -54,9 +62,10 @@ def import_full(
     type=click.Choice(FEEDS),
     help="Only this feed (repeatable; default: all).",
 )
+@fresh_option
 @json_option
 @pass_app
-def import_incremental(app: App, feeds: tuple[str, ...], as_json: bool) -> None:
+def import_incremental(app: App, feeds: tuple[str, ...], fresh: bool, as_json: bool) -> None:
     """Fetch what changed in the PIM since each feed's last import.
 
     \b
@@ -64,7 +73,8 @@ def import_incremental(app: App, feeds: tuple[str, ...], as_json: bool) -> None:
         pimsync import:incremental --feed products --json
     """
     with ImportProgress() as progress:
-        report = pipeline.run_incremental_import(app, feeds, observer=progress)
+        report = pipeline.run_incremental_import(app, feeds, observer=progress, fresh=fresh)
+    remember_report(report.as_dict())
     render_import_report(report, as_json)
     click.get_current_context().exit(report.exit_code)
 
@@ -83,6 +93,10 @@ def import_incremental(app: App, feeds: tuple[str, ...], as_json: bool) -> None:
 )
 @click.option("--limit", type=click.IntRange(1), help="Push at most N items per entity.")
 @click.option("--no-reindex", is_flag=True, help="Do not run [sync] reindex_command afterwards.")
+@click.option(
+    "--no-deletions", is_flag=True, help="Do not export PIM deletions ([sync] deletions) this run."
+)
+@fresh_option
 @json_option
 @pass_app
 def create(
@@ -92,12 +106,15 @@ def create(
     dry_run: bool,
     limit: int | None,
     no_reindex: bool,
+    no_deletions: bool,
+    fresh: bool,
     as_json: bool,
 ) -> None:
     """Push every non-skipped item that needs an update to Magento, in feed order.
 
     New items are created when [sync] auto_create_new is true (the default) or when named
-    with --sku; the others wait, and the summary says how many.
+    with --sku; the others wait, and the summary says how many. PIM deletions are exported
+    as [sync] deletions says, within [sync] deletion_threshold. A stopped push is resumed.
 
     \b
         pimsync create
@@ -110,24 +127,46 @@ def create(
         limit=limit,
         reindex=not no_reindex,
         dry_run_sink=print_dry_run,
+        deletions=not no_deletions,
+        fresh=fresh,
     )
-    report = pipeline.run_push(app, "create", options)
-    render_push_report(report, as_json)
-    click.get_current_context().exit(report.exit_code)
+    _push(app, "create", options, as_json)
 
 
 @cli.command("resync")
-@click.option("--feed", required=True, type=click.Choice(PUSH_FEEDS), help="The feed to push.")
+@click.option("--feed", type=click.Choice(PUSH_FEEDS), help="The feed to push.")
+@click.option(
+    "--failed", is_flag=True, help="Only the items in error (of --feed, or of every feed)."
+)
 @click.option("--no-reindex", is_flag=True, help="Do not run [sync] reindex_command afterwards.")
+@fresh_option
 @json_option
 @pass_app
-def resync(app: App, feed: str, no_reindex: bool, as_json: bool) -> None:
-    """Push every staged item of one feed again, whatever its hash (deletions never are).
+def resync(
+    app: App, feed: str | None, failed: bool, no_reindex: bool, fresh: bool, as_json: bool
+) -> None:
+    """Push every staged item of one feed again, whatever its hash (deletions never are);
+    with --failed, push the items in error again.
 
     \b
         pimsync resync --feed categories
+        pimsync resync --failed
     """
-    options = pipeline.PushOptions(feeds=[feed], force=True, reindex=not no_reindex)
-    report = pipeline.run_push(app, "resync", options)
+    if feed is None and not failed:
+        raise click.UsageError("give --feed FEED, or --failed")
+    options = pipeline.PushOptions(
+        feeds=[feed] if feed else list(PUSH_FEEDS),
+        force=not failed,
+        failed_only=failed,
+        reindex=not no_reindex,
+        fresh=fresh,
+    )
+    _push(app, "resync", options, as_json)
+
+
+def _push(app: App, kind: str, options: pipeline.PushOptions, as_json: bool) -> None:
+    report = pipeline.run_push(app, kind, options)
+    if not options.dry_run:
+        remember_report(report.as_dict())
     render_push_report(report, as_json)
     click.get_current_context().exit(report.exit_code)

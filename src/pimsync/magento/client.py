@@ -12,12 +12,14 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
+from pydantic import ValidationError
 
 from pimsync.config import MagentoConfig
 from pimsync.errors import MagentoError
@@ -40,6 +42,7 @@ from pimsync.magento.models import BulkSubmission, OperationResult, StoreView, W
 # An image upload "might take 30 seconds or so" (reference §9): give it more than a save.
 MEDIA_TIMEOUT = 120.0
 PRODUCT_ENTITY_TYPE = 4
+URL_KEY_TAKEN = "URL key for specified store already exists"
 
 
 @dataclass
@@ -157,23 +160,29 @@ class MagentoClient:
 
     def store_views(self) -> list[StoreView]:
         """Store views without the admin store (id 0)."""
-        rows = self._call("GET", _url("all", "store/storeViews"))
-        return [StoreView.model_validate(r) for r in expect_rows(rows) if r.get("id") != 0]
+        path = _url("all", "store/storeViews")
+        with _readable("store views", path):
+            rows = expect_rows(self._call("GET", path))
+            return [StoreView.model_validate(r) for r in rows if r.get("id") != 0]
 
     def websites(self) -> list[Website]:
-        rows = self._call("GET", _url("all", "store/websites"))
-        return [Website.model_validate(r) for r in expect_rows(rows) if r.get("id") != 0]
+        path = _url("all", "store/websites")
+        with _readable("websites", path):
+            rows = expect_rows(self._call("GET", path))
+            return [Website.model_validate(r) for r in rows if r.get("id") != 0]
 
     # -- attribute sets --------------------------------------------------------------------------
 
     def attribute_sets(self) -> dict[str, int]:
         """Product attribute sets, name -> id (other entity types also have a "Default")."""
-        rows = self._search("products/attribute-sets/sets/list", {})
-        return {
-            str(r["attribute_set_name"]): int(r["attribute_set_id"])
-            for r in rows
-            if int(r.get("entity_type_id") or PRODUCT_ENTITY_TYPE) == PRODUCT_ENTITY_TYPE
-        }
+        resource = "products/attribute-sets/sets/list"
+        with _readable("attribute sets", _url("all", resource)):
+            rows = self._search(resource, {})
+            return {
+                str(r["attribute_set_name"]): int(r["attribute_set_id"])
+                for r in rows
+                if int(r.get("entity_type_id") or PRODUCT_ENTITY_TYPE) == PRODUCT_ENTITY_TYPE
+            }
 
     def create_attribute_set(self, name: str, skeleton_id: int = 4) -> int:
         """Create a product set copying `skeleton_id`'s groups; an existing name answers its id."""
@@ -295,9 +304,16 @@ class MagentoClient:
             return max(rows, key=lambda r: int(r["id"])) if rows else None
 
         body = {"category": payload}
-        return expect_object(
-            self._call("POST", _url(store, "categories"), body, recover=find), "id"
-        )
+        try:
+            created = self._call("POST", _url(store, "categories"), body, recover=find)
+        except ItemRejected as exc:
+            # A create whose answer was lost in an earlier run (the lookup failing too) left the
+            # category in Magento: its URL key is now taken, and a repeat can never succeed.
+            found = find() if URL_KEY_TAKEN in exc.message else None
+            if found is None:
+                raise
+            return found
+        return expect_object(created, "id")
 
     def update_category(
         self, category_id: int, payload: dict[str, Any], store: str
@@ -312,6 +328,22 @@ class MagentoClient:
         if after_id is not None:
             body["afterId"] = after_id
         self._call("PUT", _url("all", f"categories/{category_id}/move"), body)
+
+    def delete_category(self, category_id: int) -> None:
+        """Delete a category (and its subtree); one that is already gone counts as deleted."""
+        try:
+            self._call("DELETE", _url("all", f"categories/{category_id}"))
+        except ItemRejected as exc:
+            if exc.status != 404:
+                raise
+
+    def disable_category(self, category_id: int) -> None:
+        """Set is_active false on every store view; a category that is gone is left alone."""
+        try:
+            self.update_category(category_id, {"is_active": False}, "all")
+        except ItemRejected as exc:
+            if exc.status != 404:
+                raise
 
     def get_category(self, category_id: int, store: str = "all") -> dict[str, Any] | None:
         found = self._get_or_none(_url(store, f"categories/{category_id}"))
@@ -498,6 +530,27 @@ class MagentoClient:
 
     def _get_or_none(self, path: str) -> Any:
         return self._sender.get_or_none(path)
+
+
+@contextmanager
+def _readable(what: str, path: str) -> Iterator[None]:
+    """Around a read every push starts with: an answer that is not what Magento's API promises
+    (an error served as 200, a list for an object, missing ids) stops the run in one line."""
+    try:
+        yield
+    except ItemRejected as exc:
+        reason = exc.message
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        reason = f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
+    except (KeyError, TypeError, ValueError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        return
+    raise MagentoError(
+        f"Magento answered GET {path} with something that is not its list of {what} "
+        f"({reason[:200]}): check [magento] base_url and what answers there"
+    )
 
 
 def _url(store: str, resource: str) -> str:

@@ -25,8 +25,8 @@ from tenacity import (
 
 from pimsync import __version__
 from pimsync.config import MagentoConfig
-from pimsync.errors import MagentoError, RetryableHTTPError
-from pimsync.retry import RetryAfterWait
+from pimsync.errors import ConfigError, MagentoError, RetryableHTTPError
+from pimsync.retry import RetryAfterWait, log_retry
 
 MAX_ATTEMPTS = 5
 MAX_RETRY_WAIT = 60.0
@@ -139,7 +139,13 @@ def make_pool_factory(
     """Build pools of a given size that share one base URL, TLS setup and set of headers."""
     # One SSL context for every pool: building one loads the CA bundle (~50 ms of CPU).
     if settings.ca_bundle is not None:
-        verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
+        try:
+            verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+            raise ConfigError(
+                f"[magento] ca_bundle: cannot load {settings.ca_bundle}: {reason}"
+            ) from None
     else:
         verify = httpx.create_ssl_context(verify=settings.verify_tls)
     # Users often paste the REST endpoint rather than the shop URL.
@@ -227,6 +233,7 @@ class Sender:
             stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
             sleep=self._sleep,
+            before_sleep=log_retry,
             reraise=False,
         )
         try:

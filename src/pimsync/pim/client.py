@@ -9,6 +9,7 @@ record, so a malformed record is rejected alone and the rest of its page is stag
 from __future__ import annotations
 
 import hashlib
+import json
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from tenacity import (
 
 from pimsync import __version__
 from pimsync.config import PimConfig
-from pimsync.errors import FatalHTTPError, PimError, RetryableHTTPError
+from pimsync.errors import ConfigError, FatalHTTPError, PimError, RetryableHTTPError
 from pimsync.pim.models import (
     Attribute,
     AttributeOption,
@@ -45,7 +46,7 @@ from pimsync.pim.models import (
     describe_validation_error,
 )
 from pimsync.pim.pagination import NextLinkPaginator
-from pimsync.retry import RetryAfterWait
+from pimsync.retry import RetryAfterWait, log_retry
 
 API = "/api/rest/v1"
 TOKEN_PATH = "/api/oauth/v1/token"
@@ -131,7 +132,13 @@ class PimClient:
             raise PimError("no PIM configured: set [pim] base_url (or PIMSYNC_PIM__BASE_URL)")
         verify: ssl.SSLContext | bool = settings.verify_tls
         if settings.ca_bundle is not None:
-            verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
+            try:
+                verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
+            except (OSError, ssl.SSLError) as exc:
+                reason = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+                raise ConfigError(
+                    f"[pim] ca_bundle: cannot load {settings.ca_bundle}: {reason}"
+                ) from None
         http = httpx.Client(
             base_url=str(settings.base_url).rstrip("/"),
             timeout=settings.timeout,
@@ -199,7 +206,7 @@ class PimClient:
     def media_file(self, code: str) -> Item:
         """One media file's metadata; the code keeps its slashes, as Akeneo's route expects."""
         body = self._get_json(f"{API}/media-files/{quote(code, safe='/')}", None)
-        return _parse(MediaFile, body)
+        return _screen(MediaFile, body) or _parse(MediaFile, body)
 
     def download(self, url: str) -> bytes:
         """A media file's bytes (from its `_links.download.href`), with the usual retries."""
@@ -236,12 +243,16 @@ class PimClient:
         url: str = path
         query: dict[str, str] | None = {**params, "limit": str(self.settings.page_size)}
         while True:
-            page = paginator.parse(self._get_json(url, query), url)
+            body = self._get_json(url, query)
+            page = paginator.parse(body, url)
+            # Only a page that could hold a record pimsync cannot stage is looked at closely.
+            suspect = isinstance(body, _LenientBody) or body.size > MAX_RECORD_BYTES
             items = []
             for raw in page.items:
                 if extra and isinstance(raw, dict):
                     raw = {**raw, **extra}
-                items.append(_parse(model, raw))
+                rejected = _screen(model, raw) if suspect else None
+                items.append(rejected or _parse(model, raw))
             yield items
             if page.next_url is None:
                 return
@@ -250,13 +261,18 @@ class PimClient:
     def _get_json(self, url: str, params: dict[str, str] | None) -> Any:
         def attempt() -> Any:
             response = self._send("GET", url, params=params, authenticated=True)
+            content = response.content
             try:
-                return orjson.loads(response.content)
+                body = orjson.loads(content)
             except orjson.JSONDecodeError:
-                kind = response.headers.get("Content-Type", "unknown content")
-                raise MalformedResponseError(
-                    f"the PIM answered {url} with a body that is not JSON ({kind})"
-                ) from None
+                body = _lenient_json(content)
+                if body is None:
+                    kind = response.headers.get("Content-Type", "unknown content")
+                    raise MalformedResponseError(
+                        f"the PIM answered {url} with a body that is not JSON ({kind})"
+                    ) from None
+                return body
+            return _Body(body, len(content)) if isinstance(body, dict) else body
 
         return self._retrying(url, attempt)
 
@@ -274,6 +290,7 @@ class PimClient:
             stop=stop_after_attempt(self.settings.max_attempts),
             wait=self._wait,
             sleep=self._sleep,
+            before_sleep=log_retry,
             reraise=False,
         )
         try:
@@ -375,6 +392,7 @@ class PimClient:
                 stop=stop_after_attempt(self.settings.max_attempts),
                 wait=self._wait,
                 sleep=self._sleep,
+                before_sleep=log_retry,
                 reraise=False,
             )(attempt)
             return result
@@ -410,6 +428,92 @@ class PimClient:
             setting = "the request pimsync built; this may be a bug, please report it"
         return PimError(f"the PIM answered {exc.message} for {path}: check {setting}")
 
+    def authenticate(self) -> None:
+        """Ask for a new token with the password grant now (`pimsync check` proves the
+        credentials so, reading nothing); a refresh token held from before is not used."""
+        self._refresh_token = None
+        self._renew_token()
+
+
+# A record larger than this is quarantined, not staged: Akeneo's largest text value holds
+# 65,535 characters, so a record of megabytes is a mistake (a file pasted into a text field),
+# and it would weigh on every hash, payload and request that carries it.
+MAX_RECORD_BYTES = 4_000_000
+
+
+class _Body(dict[str, Any]):
+    """A list page as parsed, with the size of the answer it came from."""
+
+    def __init__(self, body: dict[str, Any], size: int) -> None:
+        super().__init__(body)
+        self.size = size
+
+
+class _LenientBody(_Body):
+    """A page only Python's own JSON parser could read: it holds text that is not valid UTF-8
+    (raw bytes, lone surrogate escapes). The records carrying such text are quarantined."""
+
+
+def _lenient_json(content: bytes) -> Any:
+    """The body parsed with invalid UTF-8 kept as lone surrogates, or None if it is no JSON.
+
+    orjson refuses a whole page for one record with a stray byte; reading it this way lets that
+    record alone be quarantined and the rest of the page staged.
+    """
+    try:
+        body = json.loads(content.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        return None
+    return _LenientBody(body, len(content)) if isinstance(body, dict) else None
+
+
+def _screen(model: type[PimRecord], raw: Any) -> Rejected | None:
+    """The rejection of a record that cannot be staged as sent (text that is not valid UTF-8,
+    or larger than MAX_RECORD_BYTES); None when it can."""
+    try:
+        size = len(orjson.dumps(raw))
+    except TypeError as exc:
+        where = _first_invalid_text(raw)
+        if where is not None:
+            reason = f"{where}: text that is not valid UTF-8 in the PIM's answer"
+        else:
+            reason = f"cannot be stored as JSON ({exc})"
+        return Rejected(_fallback_code(model, raw), raw, reason)
+    if size > MAX_RECORD_BYTES:
+        reason = (
+            f"record of {size / 1e6:.1f} MB, larger than the {MAX_RECORD_BYTES / 1e6:.0f} MB "
+            "pimsync stages: look for a file pasted into a text value"
+        )
+        return Rejected(_fallback_code(model, raw), raw, reason)
+    return None
+
+
+def _first_invalid_text(value: Any, where: str = "record") -> str | None:
+    """The path of the first string in `value` holding a lone surrogate, if any."""
+    if isinstance(value, str):
+        return None if _valid(value) else where
+    children: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = key if where == "record" else f"{where}.{key}"
+            children += [(path, key), (path, item)]
+    elif isinstance(value, list):
+        children = [(f"{where}[{index}]", item) for index, item in enumerate(value)]
+    for path, child in children:
+        found = _first_invalid_text(child, path)
+        if found is not None:
+            return found
+    return None
+
+
+def _valid(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (text read leniently may hold lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 def _search(filters: dict[str, Any]) -> str:
     return orjson.dumps(filters).decode()
@@ -431,8 +535,11 @@ def _fallback_code(model: type[PimRecord], raw: Any) -> str:
     if isinstance(raw, dict):
         for key in model.key_fields:
             value = raw.get(key)
-            if isinstance(value, str) and 0 < len(value) <= 200:
+            if isinstance(value, str) and 0 < len(value) <= 200 and _valid(value):
                 parent = raw.get(model.parent_key) if model.parent_key else None
                 return f"{parent}/{value}" if isinstance(parent, str) else value
-    digest = hashlib.sha256(orjson.dumps(raw, default=str)).hexdigest()[:16]
-    return f"invalid:{digest}"
+    try:
+        data = orjson.dumps(raw, default=str)
+    except TypeError:  # text that is not valid UTF-8
+        data = repr(raw).encode("utf-8", "backslashreplace")
+    return f"invalid:{hashlib.sha256(data).hexdigest()[:16]}"

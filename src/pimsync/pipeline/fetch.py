@@ -20,6 +20,7 @@ from typing import TypeVar
 import orjson
 
 from pimsync.config import FEEDS, Config
+from pimsync.lock import RunLock
 from pimsync.pim.client import Item, Parsed, PimClient, Rejected
 from pimsync.pim.models import Product
 from pimsync.pipeline.report import FeedReport, RunReport
@@ -58,6 +59,11 @@ class ImportContext:
     run_id: int
     full: bool
     observer: ImportObserver
+    lock: RunLock | None = None  # asked between batches whether the run must stop
+
+    def checkpoint(self) -> None:
+        if self.lock is not None:
+            self.lock.checkpoint()
 
 
 def order_feeds(feeds: Iterable[str]) -> list[str]:
@@ -67,8 +73,8 @@ def order_feeds(feeds: Iterable[str]) -> list[str]:
 
 
 def import_feeds(context: ImportContext, feeds: Iterable[str], report: RunReport) -> None:
-    """Import each feed in order, recording each in `report` as it completes."""
-    for feed in order_feeds(feeds):
+    """Import each of `feeds` (already in order), recording each in `report` as it completes."""
+    for feed in feeds:
         import_feed(context, feed, report)
 
 
@@ -236,6 +242,7 @@ def _stage_entity(
         context.observer.staged(report.feed, entity, len(batch))
         batch.clear()
         events.clear()
+        context.checkpoint()
 
     try:
         for page in prefetch(pages):

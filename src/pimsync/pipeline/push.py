@@ -9,6 +9,8 @@ ends, so a push that stops keeps everything it did and the next one starts where
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import subprocess
 import threading
 import time
@@ -16,19 +18,22 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from pimsync.app import App
 from pimsync.config import PUSH_FEEDS, Config
-from pimsync.errors import MagentoError
+from pimsync.errors import InterruptedRunError, MagentoError, PimsyncError
+from pimsync.lock import RunLock, StopRequested
 from pimsync.magento.client import MagentoClient
 from pimsync.magento.http import ItemRejected
 from pimsync.magento.mapping import MissingDependencyError
 from pimsync.pim.client import PimClient
 from pimsync.pipeline.push_bulk import BulkPush
 from pimsync.pipeline.push_context import build_catalog_context, load_context, refresh_ids
+from pimsync.pipeline.push_deletions import DeletionPush, pending_deletions
 from pimsync.pipeline.push_items import (
     BATCH,
     Outcome,
@@ -39,6 +44,7 @@ from pimsync.pipeline.push_items import (
 )
 from pimsync.pipeline.push_media import MediaPush
 from pimsync.pipeline.report import FeedPush, PushReport
+from pimsync.pipeline.resume import Resumption, snapshot, stopped_run
 from pimsync.staging.repository import LogEvent, StagingRepository
 from pimsync.staging.tables import Status
 
@@ -51,6 +57,10 @@ FEED_ENTITIES: dict[str, list[tuple[str, bool | None]]] = {
     "assets": [],
 }
 MAPPING_STATE = "mapping_fingerprint"
+log = logging.getLogger("pimsync.push")
+# Passes over an entity's pending rows in one push: the later ones pick up what an import
+# changed meanwhile; bounded, so a PIM that never stops changing cannot keep a push running.
+MAX_PASSES = 5
 
 
 @dataclass
@@ -62,6 +72,40 @@ class PushOptions:
     force: bool = False
     reindex: bool = True
     dry_run_sink: Any = None  # callable(dict) receiving each would-be request in a dry run
+    failed_only: bool = False  # `resync --failed`: only the items in error, pushed again
+    deletions: bool = True  # `create --no-deletions` skips exporting PIM deletions for one run
+    fresh: bool = False  # do not carry on a stopped run
+    # A resumed resync leaves out what the run it carries on already re-pushed.
+    pushed_before: datetime | None = None
+
+    def saved(self) -> dict[str, Any]:
+        """What a stopped run must remember to be carried on."""
+        return {
+            "feeds": self.feeds,
+            "skus": self.skus,
+            "limit": self.limit,
+            "force": self.force,
+            "failed_only": self.failed_only,
+            "deletions": self.deletions,
+            "pushed_before": self.pushed_before.isoformat() if self.pushed_before else None,
+        }
+
+    def resumed(self, resumption: Resumption) -> PushOptions:
+        """These options turned into the ones of the stopped run being carried on."""
+        saved = resumption.options
+        pushed_before = saved.get("pushed_before")
+        return dataclasses.replace(
+            self,
+            feeds=list(saved.get("feeds") or resumption.feeds),
+            skus=saved.get("skus"),
+            limit=saved.get("limit"),
+            force=bool(saved.get("force")),
+            failed_only=bool(saved.get("failed_only")),
+            deletions=bool(saved.get("deletions", True)),
+            pushed_before=(
+                datetime.fromisoformat(pushed_before) if pushed_before else resumption.started_at
+            ),
+        )
 
 
 def order_push_feeds(feeds: Iterable[str]) -> list[str]:
@@ -70,14 +114,60 @@ def order_push_feeds(feeds: Iterable[str]) -> list[str]:
 
 
 def run_push(app: App, kind: str, options: PushOptions) -> PushReport:
-    """`create` and `resync`: push pending items (all of a feed's items with `force`)."""
+    """`create` and `resync`: push pending items (all of a feed's items with `force`).
+
+    A real push holds the run lock and carries on a stopped push of the same kind, with the
+    options and configuration it started with, unless `options.fresh`. A dry run reads only.
+    """
+    app.config.require("magento.base_url", "magento.token")
+    if options.dry_run:
+        return _push(app, kind, options, None, None)
+    with app.exclusive(kind) as lock:
+        with app.repository() as repo:
+            resumption = None if options.fresh else stopped_run(repo, [kind], app.config)
+        if resumption is None:
+            return _push(app, kind, options, lock, None)
+        with app.using(resumption.config):
+            return _push(app, kind, options.resumed(resumption), lock, resumption)
+
+
+def _push(
+    app: App,
+    kind: str,
+    options: PushOptions,
+    lock: RunLock | None,
+    resumption: Resumption | None,
+) -> PushReport:
     config = app.config
-    config.require("magento.base_url", "magento.token")
     report = PushReport(run_id=None, kind=kind, dry_run=options.dry_run)
+    if resumption is not None:
+        report.resumed_from = resumption.run_id
+        report.notes.append(resumption.note(kind))
+
+    def begin(repo: StagingRepository) -> int:
+        run_id = repo.begin_run(
+            kind,
+            options.feeds,
+            config.fingerprint(),
+            snapshot(config),
+            options=options.saved(),
+            resumed_from=report.resumed_from,
+        )
+        if lock is not None:
+            lock.attach_run(run_id)
+        log.info(
+            "%s run %d started: %s",
+            kind,
+            run_id,
+            ", ".join(options.feeds),
+            extra={"run_id": run_id, "kind": kind, "feeds": options.feeds},
+        )
+        return run_id
+
     if not options.force and not options.dry_run and nothing_to_push(app, config, options):
         # Nothing pending and the mapping unchanged: not a single request to Magento.
         with app.repository() as repo:
-            report.run_id = repo.begin_run(kind, options.feeds, config.fingerprint(), "{}")
+            report.run_id = begin(repo)
             report.feeds = {feed: FeedPush(feed) for feed in options.feeds}
             if not config.sync.auto_create_new:
                 for feed in options.feeds:
@@ -94,14 +184,14 @@ def run_push(app: App, kind: str, options: PushOptions) -> PushReport:
         app.pim_client_or_none() as pim,
     ):
         catalog = build_catalog_context(repo, client, config)
-        context = PushContext(catalog, force=options.force)
+        context = PushContext(catalog, force=options.force or options.failed_only)
         context.set_ids_by_name = client.attribute_sets()
         load_context(repo, context)
         if not options.dry_run:
-            report.run_id = repo.begin_run(kind, options.feeds, config.fingerprint(), "{}")
-        runner = Runner(app, repo, client, pim, context, options, report)
+            report.run_id = begin(repo)
+        runner = Runner(app, repo, client, pim, context, options, report, lock)
         try:
-            if not options.dry_run and not options.force:
+            if not options.dry_run and not options.force and not options.failed_only:
                 report.marked_by_mapping = runner.reconcile_mapping()
             for feed in options.feeds:
                 runner.push_feed(feed)
@@ -109,20 +199,40 @@ def run_push(app: App, kind: str, options: PushOptions) -> PushReport:
             runner.shutdown()
             if report.run_id is not None:
                 repo.rollback()
-                status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+                stopped = isinstance(exc, KeyboardInterrupt | StopRequested)
+                status = "stopped" if stopped else "failed"
                 repo.finish_run(report.run_id, status, report.as_dict(), str(exc)[:1000])
+                log.warning("%s run %d %s: %s", kind, report.run_id, status, exc)
+            resume_hint = (
+                f"items pushed before the stop are marked synced; the others still need an "
+                f"update, so `pimsync {kind}` again resumes"
+            )
+            if isinstance(exc, StopRequested):
+                raise InterruptedRunError(
+                    f"push {exc.message}", hint=f"{resume_hint} (`--fresh` starts over)"
+                ) from None
             if isinstance(exc, MagentoError):
                 exc.message = f"push stopped: {exc.message}"
-                exc.hint = (
-                    "items pushed before the stop are marked synced; the others still need "
-                    f"an update, so `pimsync {kind}` again resumes"
-                )
+                exc.hint = resume_hint
             raise
         runner.shutdown()
         report.status = "success"
         if not options.dry_run:
             repo.set_state(MAPPING_STATE, config.mapping.fingerprint())
             repo.finish_run(report.run_id or 0, report.status, report.as_dict())
+            log.info(
+                "%s run %s finished: %s",
+                kind,
+                report.run_id,
+                "; ".join(
+                    f"{f.feed} created {f.created} updated {f.updated} deleted {f.deleted} "
+                    f"failed {f.failed}"
+                    for f in report.feeds.values()
+                ),
+                extra={"run_id": report.run_id, "kind": kind, "status": report.status},
+            )
+            for note in report.notes:
+                log.warning(note, extra={"run_id": report.run_id})
             if options.reindex and config.sync.reindex_command:
                 report.reindex = run_reindex(config.sync.reindex_command)
     return report
@@ -130,16 +240,28 @@ def run_push(app: App, kind: str, options: PushOptions) -> PushReport:
 
 def nothing_to_push(app: App, config: Config, options: PushOptions) -> bool:
     include_new = config.sync.auto_create_new or options.skus is not None
+    statuses = [Status.ERROR] if options.failed_only else None
     with app.repository() as repo:
         if repo.state(MAPPING_STATE) not in (None, config.mapping.fingerprint()):
             return False
         for feed in options.feeds:
             if feed == "assets" and repo.pending_media(limit=1, only=options.skus):
                 return False
+            if (
+                options.deletions
+                and not options.failed_only
+                and pending_deletions(repo, config, feed)
+            ):
+                return False
             for entity, has_parent in FEED_ENTITIES[feed]:
                 only = options.skus if entity in ("products", "product_models") else None
                 pending = repo.pending_for_push(
-                    entity, limit=1, include_new=include_new, only=only, has_parent=has_parent
+                    entity,
+                    limit=1,
+                    include_new=include_new,
+                    only=only,
+                    has_parent=has_parent,
+                    statuses=statuses,
                 )
                 if pending:
                     return False
@@ -170,9 +292,12 @@ class Runner:
         context: PushContext,
         options: PushOptions,
         report: PushReport,
+        lock: RunLock | None = None,
     ) -> None:
         self.app, self.repo, self.client, self.pim = app, repo, client, pim
         self.context, self.options, self.report = context, options, report
+        self.lock = lock
+        self._sent: dict[tuple[str, bool | None], int] = {}  # rows handed out, for --limit
         self.config = app.config
         workers = 1 if options.dry_run else self.config.magento.concurrency
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pimsync-push")
@@ -181,6 +306,7 @@ class Runner:
         self._clients_lock = threading.Lock()
         self.bulk = BulkPush(self)
         self.media = MediaPush(self)
+        self.deletions = DeletionPush(self)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -210,6 +336,10 @@ class Runner:
             else:
                 self._push_entity(feed, entity, has_parent, counts)
             refresh_ids(self.repo, self.context)
+            self.checkpoint()
+        if self.options.deletions and not (self.options.force or self.options.failed_only):
+            # Sales Layer rule 05: a forced refresh never exports deletions.
+            self.deletions.push(feed, counts)
         counts.seconds = round(time.monotonic() - started, 3)
 
     def _include_new(self) -> bool:
@@ -221,10 +351,16 @@ class Runner:
         return self.options.skus
 
     def _rows(
-        self, entity: str, has_parent: bool | None, batch: int = 0
+        self, entity: str, has_parent: bool | None, batch: int = 0, *, forced: bool = True
     ) -> Iterator[list[dict[str, Any]]]:
-        after, sent = 0, 0
+        """One pass over the pending rows of an entity, in id order, a batch at a time.
+
+        `forced=False` is a follow-up pass of a resync: only what became pending meanwhile.
+        """
+        after = 0
         limit = self.options.limit
+        key = (entity, has_parent)
+        force = self.options.force and forced
         while True:
             rows = self.repo.pending_for_push(
                 entity,
@@ -233,30 +369,56 @@ class Runner:
                 include_new=self._include_new(),
                 only=self._only(entity),
                 has_parent=has_parent,
-                force=self.options.force,
+                force=force,
+                statuses=[Status.ERROR] if self.options.failed_only else None,
+                pushed_before=self.options.pushed_before if force else None,
             )
             if not rows:
                 return
             after = rows[-1]["id"]
             if limit is not None:
-                rows = rows[: max(limit - sent, 0)]
+                rows = rows[: max(limit - self._sent.get(key, 0), 0)]
                 if not rows:
                     return
-            sent += len(rows)
+            self._sent[key] = self._sent.get(key, 0) + len(rows)
             yield rows
+
+    def checkpoint(self) -> None:
+        """Between batches: stop here when the run was asked to (or lost its lock)."""
+        if self.lock is not None:
+            self.lock.checkpoint()
+
+    def _halt(self) -> BaseException | None:
+        """The reason to stop submitting work, without raising it yet."""
+        try:
+            self.checkpoint()
+        except PimsyncError as exc:
+            return exc
+        return None
 
     def _push_entity(
         self, feed: str, entity: str, has_parent: bool | None, counts: FeedPush
     ) -> None:
         if not self._include_new():
             counts.waiting_new += self.repo.count_waiting_new(entity, has_parent=has_parent)
-        if self.options.dry_run or (
-            self.config.magento.mode == "bulk" and entity in ("product_models", "products")
-        ):
-            for rows in self._rows(entity, has_parent, batch=self._bulk_batch()):
-                self._run_batch(feed, entity, rows, counts)
-            return
-        self._stream(feed, entity, self._rows(entity, has_parent), counts)
+        # Sales Layer rule 04: what became pending while this push ran is pushed before it
+        # ends. Each pass starts once the previous one is settled (nothing in flight), so a
+        # row is never handed out twice; a resync's later passes are not forced.
+        for number in range(MAX_PASSES):
+            forced = number == 0
+            if self.options.dry_run or (
+                self.config.magento.mode == "bulk" and entity in ("product_models", "products")
+            ):
+                handed_out = 0
+                for rows in self._rows(entity, has_parent, self._bulk_batch(), forced=forced):
+                    handed_out += len(rows)
+                    self._run_batch(feed, entity, rows, counts)
+            else:
+                handed_out = self._stream(
+                    feed, entity, self._rows(entity, has_parent, forced=forced), counts
+                )
+            if handed_out == 0 or self.options.dry_run or self.options.failed_only:
+                return
 
     def _bulk_batch(self) -> int:
         # Sixteen bulk requests per batch: they are submitted together and Magento's consumer
@@ -269,10 +431,11 @@ class Runner:
         entity: str,
         batches: Iterator[list[dict[str, Any]]],
         counts: FeedPush,
-    ) -> None:
+    ) -> int:
         """Keep every worker busy: rows are submitted as others finish, not batch by batch
         (a batch barrier idles the workers while its slowest request ends). Outcomes are
-        written in submission order, a batch at a time."""
+        written in submission order, a batch at a time. A stop request ends the submitting;
+        what is in flight still settles and is recorded. Returns the rows submitted."""
         window = self.config.magento.concurrency * 4
         in_flight: deque[Future[Outcome]] = deque()
         done: list[Outcome] = []
@@ -285,14 +448,17 @@ class Runner:
             except MagentoError as exc:  # the run must stop; keep what the others did
                 stop = stop or exc
 
+        submitted = 0
         for rows in batches:
             for row in rows:
                 in_flight.append(self.pool.submit(self._push_one, entity, row))
+                submitted += 1
                 while len(in_flight) >= window:
                     settle(in_flight.popleft())
                 if len(done) >= BATCH or stop is not None:
                     self.record(feed, entity, done, counts)
                     done = []
+                    stop = stop or self._halt()
                 if stop is not None:
                     break
             if stop is not None:
@@ -300,8 +466,10 @@ class Runner:
         while in_flight:
             settle(in_flight.popleft())
         self.record(feed, entity, done, counts)
+        stop = stop or self._halt()
         if stop is not None:
             raise stop
+        return submitted
 
     def _push_categories(self, counts: FeedPush) -> None:
         """Parents before children: the pending categories, level by level."""
@@ -329,6 +497,7 @@ class Runner:
             return
         if self.config.magento.mode == "bulk" and entity in ("product_models", "products"):
             self.record(feed, entity, self.bulk.outcomes(entity, rows), counts)
+            self.checkpoint()
             return
         futures: list[Future[Outcome]] = [
             self.pool.submit(self._push_one, entity, row) for row in rows
@@ -343,6 +512,7 @@ class Runner:
         self.record(feed, entity, outcomes, counts)
         if stop is not None:
             raise stop
+        self.checkpoint()
 
     def _push_one(self, entity: str, row: dict[str, Any]) -> Outcome:
         try:
@@ -367,6 +537,14 @@ class Runner:
             events.append(LogEvent(feed, entity, outcome.code, outcome.action, outcome.message))
             if not outcome.ok:
                 counts.failed += 1
+                log.warning(
+                    "%s %s %s: %s",
+                    feed,
+                    entity,
+                    outcome.code,
+                    outcome.message,
+                    extra={"run_id": self.report.run_id, "feed": feed, "code": outcome.code},
+                )
                 self.repo.record_item_error(entity, outcome.code, outcome.message or "failed")
                 if len(self.report.errors) < 20:
                     self.report.errors.append(

@@ -36,6 +36,8 @@ class RunReport:
     status: str = "in_progress"
     feeds: dict[str, FeedReport] = field(default_factory=dict)
     message: str | None = None
+    resumed_from: int | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def quarantined(self) -> int:
@@ -56,6 +58,8 @@ class RunReport:
             "status": self.status,
             "exit_code": self.exit_code,
             "message": self.message,
+            "resumed_from": self.resumed_from,
+            "notes": self.notes,
             "feeds": self.counts(),
         }
 
@@ -71,6 +75,8 @@ class FeedPush:
     ignored: int = 0  # staged rows with no Magento counterpart (identifier, media attributes)
     failed: int = 0
     waiting_new: int = 0  # new items not created because auto_create_new is off
+    deleted: int = 0  # PIM deletions exported to Magento (deleted or disabled)
+    deletions_refused: int = 0  # deletions held back by the safety threshold
     seconds: float = 0.0
 
 
@@ -85,6 +91,8 @@ class PushReport:
     marked_by_mapping: int = 0
     reindex: str | None = None
     message: str | None = None
+    resumed_from: int | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -93,7 +101,8 @@ class PushReport:
     @property
     def exit_code(self) -> int:
         reindex_failed = self.reindex is not None and self.reindex.startswith("failed")
-        return 1 if self.failed or reindex_failed else 0
+        refused = any(feed.deletions_refused for feed in self.feeds.values())
+        return 1 if self.failed or reindex_failed or refused else 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -107,4 +116,6 @@ class PushReport:
             "marked_by_mapping_change": self.marked_by_mapping,
             "reindex": self.reindex,
             "message": self.message,
+            "resumed_from": self.resumed_from,
+            "notes": self.notes,
         }

@@ -294,6 +294,8 @@ class StagingRepository:
         seen = Table(
             name, MetaData(), Column("code", String(255), primary_key=True), prefixes=["TEMPORARY"]
         )
+        # A pooled connection may still hold one from a run that stopped: start empty.
+        seen.drop(self.connection, checkfirst=True)
         seen.create(self.connection, checkfirst=False)
         self._seen_tables[entity] = seen
 
@@ -333,6 +335,7 @@ class StagingRepository:
         seen = self._seen_tables.pop(entity, None)
         if seen is not None:
             seen.drop(self.connection, checkfirst=True)
+            self.connection.commit()  # else the rollback on close brings it back
 
     # -- entities: reading --------------------------------------------------------------------
 
@@ -404,15 +407,21 @@ class StagingRepository:
         only: Sequence[str] | None = None,
         has_parent: bool | None = None,
         force: bool = False,
+        statuses: Sequence[str] | None = None,
+        pushed_before: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """The next rows to push, in id order after `after_id` (keyset paging).
 
         Pending means needs_update, or new when `include_new`; skipped, quarantined and deleted
         rows never are. `only` restricts to codes or identifiers (SKUs). `force` (a resync)
-        takes every pushable row whatever its hash.
+        takes every pushable row whatever its hash; `statuses` names the statuses wanted
+        instead (`resync --failed`). `pushed_before` leaves out rows pushed since then (what a
+        resumed resync already did).
         """
         table = entity_tables[entity]
-        if force:
+        if statuses is not None:
+            statuses = list(statuses)
+        elif force:
             statuses = [Status.NEW, Status.NEEDS_UPDATE, Status.SYNCED, Status.ERROR]
         else:
             statuses = [Status.NEEDS_UPDATE, Status.NEW] if include_new else [Status.NEEDS_UPDATE]
@@ -427,6 +436,8 @@ class StagingRepository:
         if has_parent is not None:
             parent = table.c.parent_code
             query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        if pushed_before is not None:
+            query = query.where(table.c.pushed_at.is_(None) | (table.c.pushed_at < pushed_before))
         return [dict(row._mapping) for row in self.connection.execute(query)]
 
     def count_waiting_new(self, entity: str, *, has_parent: bool | None = None) -> int:
@@ -506,6 +517,109 @@ class StagingRepository:
             self.connection.execute(
                 update(table).where(table.c.code.in_(chunk)).values(status=status)
             )
+
+    # -- skipping -----------------------------------------------------------------------------
+
+    def set_skipped(
+        self,
+        entity: str,
+        skipped: bool,
+        *,
+        codes: Sequence[str] | None = None,
+        search: str | None = None,
+    ) -> tuple[set[str], int]:
+        """Set the skipped flag on rows named by code or identifier (SKU), or whose code,
+        identifier or label contains `search`. Returns the names found and the rows changed."""
+        table = entity_tables[entity]
+        conditions = []
+        found: set[str] = set()
+        if codes is not None:
+            for chunk in _chunks(sorted(set(codes)), 500):
+                condition = table.c.code.in_(chunk) | table.c.identifier.in_(chunk)
+                for code, identifier in self.connection.execute(
+                    select(table.c.code, table.c.identifier).where(condition)
+                ):
+                    found.update(name for name in (code, identifier) if name in chunk)
+                conditions.append(condition)
+        if search is not None:
+            pattern = f"%{search.lower()}%"
+            conditions.append(
+                func.lower(table.c.code).like(pattern)
+                | func.lower(func.coalesce(table.c.identifier, "")).like(pattern)
+                | func.lower(func.coalesce(table.c.label, "")).like(pattern)
+            )
+        changed = 0
+        for condition in conditions:
+            changed += self.connection.execute(
+                update(table).where(condition, table.c.skipped != skipped).values(skipped=skipped)
+            ).rowcount
+        return found, changed
+
+    # -- deletions ------------------------------------------------------------------------------
+
+    def pending_deletions(
+        self, entity: str, *, has_parent: bool | None = None, after_id: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Rows deleted in the PIM that Magento still has (pushed, deletion not yet exported)."""
+        table = entity_tables[entity]
+        query = (
+            select(table)
+            .where(
+                table.c.id > after_id,
+                table.c.status == Status.DELETED_IN_PIM,
+                table.c.pushed_hash.is_not(None),
+                table.c.skipped.is_(False),
+            )
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        if has_parent is not None:
+            parent = table.c.parent_code
+            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        return [dict(row._mapping) for row in self.connection.execute(query)]
+
+    def count_pending_deletions(self, entity: str, *, has_parent: bool | None = None) -> int:
+        table = entity_tables[entity]
+        query = select(func.count()).where(
+            table.c.status == Status.DELETED_IN_PIM,
+            table.c.pushed_hash.is_not(None),
+            table.c.skipped.is_(False),
+        )
+        if has_parent is not None:
+            parent = table.c.parent_code
+            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        return int(self.connection.scalar(query) or 0)
+
+    def count_in_magento(self, entity: str, *, has_parent: bool | None = None) -> int:
+        """Rows Magento holds as far as staging knows (pushed at least once, not yet removed)."""
+        table = entity_tables[entity]
+        query = select(func.count()).where(table.c.pushed_hash.is_not(None))
+        if has_parent is not None:
+            parent = table.c.parent_code
+            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        return int(self.connection.scalar(query) or 0)
+
+    def mark_deletion_exported(self, entity: str, code: str, *, deleted: bool) -> None:
+        """The deletion reached Magento: the row no longer stands for anything Magento holds
+        (a product that comes back in the PIM is then created, or re-enabled, as new)."""
+        table = entity_tables[entity]
+        values: dict[str, Any] = {
+            "pushed_hash": None,
+            "payload_hash": None,
+            "pushed_payload": None,
+            "pushed_at": utcnow(),
+            "last_error": None,
+        }
+        if deleted:
+            values["magento_id"] = None
+        self.connection.execute(update(table).where(table.c.code == code).values(**values))
+
+    def record_deletion_error(self, entity: str, code: str, message: str) -> None:
+        """A deletion Magento refused: noted on the row, which stays deleted_in_pim (pending)."""
+        table = entity_tables[entity]
+        self.connection.execute(
+            update(table).where(table.c.code == code).values(last_error=message[:4000])
+        )
 
     # -- product media --------------------------------------------------------------------------
 
@@ -589,8 +703,20 @@ class StagingRepository:
 
     # -- runs and the sync log ---------------------------------------------------------------
 
-    def begin_run(self, kind: str, feeds: Sequence[str], fingerprint: str, snapshot: str) -> int:
-        """Record a run as in progress and return its id (committed at once, so it is visible)."""
+    def begin_run(
+        self,
+        kind: str,
+        feeds: Sequence[str],
+        fingerprint: str,
+        snapshot: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        resumed_from: int | None = None,
+    ) -> int:
+        """Record a run as in progress and return its id (committed at once, so it is visible).
+
+        `snapshot` (the configuration without secrets) and `options` (what the run was asked to
+        do) are what a resumed run starts again from."""
         result = self.connection.execute(
             insert(sync_runs).values(
                 kind=kind,
@@ -603,6 +729,8 @@ class StagingRepository:
                 config_snapshot=snapshot,
                 host=socket.gethostname(),
                 pid=os.getpid(),
+                options=orjson.dumps(dict(options or {})).decode(),
+                resumed_from=resumed_from,
             )
         )
         self.commit()
@@ -610,6 +738,21 @@ class StagingRepository:
         if run_id is None:  # pragma: no cover - both backends return the key
             raise StagingError("the staging database did not return a run id")
         return int(run_id)
+
+    def newest_run(self, kinds: Sequence[str]) -> dict[str, Any] | None:
+        """The newest run of one of `kinds`, as a dict, or None."""
+        query = (
+            select(sync_runs)
+            .where(sync_runs.c.kind.in_(list(kinds)))
+            .order_by(sync_runs.c.id.desc())
+            .limit(1)
+        )
+        row = self.connection.execute(query).first()
+        if row is None:
+            return None
+        run = dict(row._mapping)
+        run["started_at"] = _aware(run["started_at"])
+        return run
 
     def record_watermark(self, run_id: int, feed: str, value: datetime) -> None:
         """Store a feed's new watermark on its run; the caller commits with its last batch."""
