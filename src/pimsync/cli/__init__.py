@@ -4,10 +4,10 @@
 registers their commands on it.
 """
 
-from pimsync.cli import stages, tools
+from pimsync.cli import check, control, inspect, stages, tools
 from pimsync.cli.base import cli
 
-__all__ = ["cli", "main", "stages", "tools"]
+__all__ = ["check", "cli", "control", "inspect", "main", "stages", "tools"]
 
 
 def main() -> None:
