@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 import click
+import orjson
 
 from pimsync import pipeline
 from pimsync.app import App
@@ -96,6 +101,13 @@ def import_incremental(app: App, feeds: tuple[str, ...], fresh: bool, as_json: b
 @click.option(
     "--no-deletions", is_flag=True, help="Do not export PIM deletions ([sync] deletions) this run."
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes sharing products and variants (PostgreSQL staging).",
+)
 @fresh_option
 @json_option
 @pass_app
@@ -107,6 +119,7 @@ def create(
     limit: int | None,
     no_reindex: bool,
     no_deletions: bool,
+    workers: int,
     fresh: bool,
     as_json: bool,
 ) -> None:
@@ -119,7 +132,10 @@ def create(
     \b
         pimsync create
         pimsync create --feed products --sku SKU-0000042 --dry-run
+        pimsync create --workers 4
     """
+    if workers > 1 and (dry_run or skus or limit):
+        raise click.UsageError("--workers cannot be combined with --dry-run, --sku or --limit")
     options = pipeline.PushOptions(
         feeds=pipeline.order_push_feeds(feeds),
         skus=list(skus) or None,
@@ -129,6 +145,7 @@ def create(
         dry_run_sink=print_dry_run,
         deletions=not no_deletions,
         fresh=fresh,
+        workers=workers,
     )
     _push(app, "create", options, as_json)
 
@@ -170,3 +187,62 @@ def _push(app: App, kind: str, options: pipeline.PushOptions, as_json: bool) -> 
         remember_report(report.as_dict())
     render_push_report(report, as_json)
     click.get_current_context().exit(report.exit_code)
+
+
+@cli.command("worker")
+@click.option("--run", "run_id", type=int, help="Work for this push run only, then exit.")
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0),
+    help="Exit after this many seconds with no push to work on (default: wait forever).",
+)
+@json_option
+@pass_app
+def worker(app: App, run_id: int | None, idle_timeout: float | None, as_json: bool) -> None:
+    """Push products and variants for `create` runs of a PostgreSQL staging database.
+
+    Start any number of them, on any machine that reaches the database and Magento; each
+    joins the running `create` (started with --workers, or not), claims batches of items and
+    pushes them. SIGTERM or Ctrl-C ends a worker after its current batch.
+
+    \b
+        pimsync worker
+        pimsync worker --idle-timeout 600
+    """
+    from pimsync.pipeline.workers import run_worker
+
+    stop = _StopFlag()
+    with stop.installed():
+        report = run_worker(app, run_id=run_id, idle_timeout=idle_timeout, should_stop=stop.is_set)
+    if as_json:
+        click.echo(orjson.dumps(report.as_dict()).decode())
+    else:
+        for feed, counts in report.counts.items():
+            click.echo(
+                f"{feed}: created {counts.created:,}, updated {counts.updated:,}, "
+                f"failed {counts.failed:,}"
+            )
+
+
+class _StopFlag:
+    """SIGTERM and Ctrl-C end a worker after its batch (a second Ctrl-C aborts)."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        def on_signal(_signum: int, _frame: object) -> None:
+            if self._set:
+                raise KeyboardInterrupt
+            self._set = True
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,6 +78,7 @@ class PushOptions:
     fresh: bool = False  # do not carry on a stopped run
     # A resumed resync leaves out what the run it carries on already re-pushed.
     pushed_before: datetime | None = None
+    workers: int = 1  # processes sharing the products and variants (PostgreSQL staging)
 
     def saved(self) -> dict[str, Any]:
         """What a stopped run must remember to be carried on."""
@@ -189,7 +191,7 @@ def _push(
         load_context(repo, context)
         if not options.dry_run:
             report.run_id = begin(repo)
-        runner = Runner(app, repo, client, pim, context, options, report, lock)
+        runner, workers = _runner(app, repo, client, pim, context, options, report, lock)
         try:
             if not options.dry_run and not options.force and not options.failed_only:
                 report.marked_by_mapping = runner.reconcile_mapping()
@@ -197,6 +199,9 @@ def _push(
                 runner.push_feed(feed)
         except BaseException as exc:
             runner.shutdown()
+            with suppress(Exception):  # the run's own error is the one to report
+                runner.finish_phases()
+            _stop_workers(workers)
             if report.run_id is not None:
                 repo.rollback()
                 stopped = isinstance(exc, KeyboardInterrupt | StopRequested)
@@ -216,6 +221,8 @@ def _push(
                 exc.hint = resume_hint
             raise
         runner.shutdown()
+        runner.finish_phases()
+        _stop_workers(workers)
         report.status = "success"
         if not options.dry_run:
             repo.set_state(MAPPING_STATE, config.mapping.fingerprint())
@@ -236,6 +243,46 @@ def _push(
             if options.reindex and config.sync.reindex_command:
                 report.reindex = run_reindex(config.sync.reindex_command)
     return report
+
+
+def _runner(
+    app: App,
+    repo: StagingRepository,
+    client: MagentoClient,
+    pim: PimClient | None,
+    context: PushContext,
+    options: PushOptions,
+    report: PushReport,
+    lock: RunLock | None,
+) -> tuple[Runner, list[subprocess.Popen[bytes]]]:
+    """The run's Runner; with several workers on PostgreSQL, a coordinator and its workers."""
+    if options.workers <= 1 or options.dry_run:
+        return Runner(app, repo, client, pim, context, options, report, lock), []
+    if repo.connection.dialect.name != "postgresql":
+        report.notes.append(
+            f"--workers {options.workers} declined: SQLite serves one machine; this push uses "
+            f"its {app.config.magento.concurrency} concurrent requests ([magento] concurrency)"
+        )
+        return Runner(app, repo, client, pim, context, options, report, lock), []
+    from pimsync.pipeline.workers import ClaimingRunner, start_local_workers, worker_id
+
+    runner = ClaimingRunner(
+        app, repo, client, pim, context, options, report, lock,
+        worker_id=worker_id(), coordinator=True,
+    )  # fmt: skip
+    assert report.run_id is not None
+    return runner, start_local_workers(app, options.workers - 1, report.run_id)
+
+
+def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    """Local workers end by themselves once the run ends; a straggler is terminated."""
+    deadline = time.monotonic() + 30
+    for process in workers:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def nothing_to_push(app: App, config: Config, options: PushOptions) -> bool:
@@ -313,6 +360,9 @@ class Runner:
         for worker in self._clients:
             if worker is not self.client:
                 worker.close()
+
+    def finish_phases(self) -> None:
+        """Nothing to tell: no workers share this run (see ClaimingRunner)."""
 
     def worker_client(self) -> MagentoClient:
         client: MagentoClient | None = getattr(self._local, "client", None)

@@ -11,7 +11,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -440,6 +440,75 @@ class StagingRepository:
             query = query.where(table.c.pushed_at.is_(None) | (table.c.pushed_at < pushed_before))
         return [dict(row._mapping) for row in self.connection.execute(query)]
 
+    def claim_pending(
+        self,
+        entity: str,
+        worker: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        include_new: bool = True,
+        has_parent: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        """Claim up to `limit` pending rows for `worker` until the lease runs out (PostgreSQL).
+
+        `FOR UPDATE SKIP LOCKED` lets any number of workers claim at once without waiting on
+        each other; rows claimed by a worker whose lease ran out (it died) are claimable again.
+        Committed at once, so the claim is visible to the others. A pushed or failed row drops
+        its claim (`mark_pushed`, `record_item_error`).
+        """
+        table = entity_tables[entity]
+        now = utcnow()
+        statuses = [Status.NEEDS_UPDATE, Status.NEW] if include_new else [Status.NEEDS_UPDATE]
+        candidates = (
+            select(table.c.id)
+            .where(
+                table.c.status.in_(statuses),
+                table.c.skipped.is_(False),
+                table.c.claimed_until.is_(None) | (table.c.claimed_until < now),
+            )
+            .order_by(table.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if has_parent is not None:
+            parent = table.c.parent_code
+            candidates = candidates.where(parent.is_not(None) if has_parent else parent.is_(None))
+        claimed = self.connection.execute(
+            update(table)
+            .where(table.c.id.in_(candidates.scalar_subquery()))
+            .values(claimed_by=worker, claimed_until=now + timedelta(seconds=lease_seconds))
+            .returning(*table.c)
+        ).all()
+        self.commit()
+        return sorted((dict(row._mapping) for row in claimed), key=lambda row: row["id"])
+
+    def count_pending(
+        self, entity: str, *, include_new: bool = True, has_parent: bool | None = None
+    ) -> int:
+        """Rows still to push (claimed or not)."""
+        table = entity_tables[entity]
+        statuses = [Status.NEEDS_UPDATE, Status.NEW] if include_new else [Status.NEEDS_UPDATE]
+        query = select(func.count()).where(
+            table.c.status.in_(statuses), table.c.skipped.is_(False)
+        )
+        if has_parent is not None:
+            parent = table.c.parent_code
+            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        return int(self.connection.scalar(query) or 0)
+
+    def run_status(self, run_id: int) -> str | None:
+        return self.connection.scalar(select(sync_runs.c.status).where(sync_runs.c.id == run_id))
+
+    def outcome_counts(self, run_id: int, feed: str) -> dict[str, int]:
+        """How many items of `feed` each action of the sync log counts in a run."""
+        query = (
+            select(sync_log.c.action, func.count())
+            .where(sync_log.c.run_id == run_id, sync_log.c.feed == feed)
+            .group_by(sync_log.c.action)
+        )
+        return {action: int(n) for action, n in self.connection.execute(query)}
+
     def count_waiting_new(self, entity: str, *, has_parent: bool | None = None) -> int:
         """New items that wait for `create --sku` because auto_create_new is off."""
         table = entity_tables[entity]
@@ -467,6 +536,8 @@ class StagingRepository:
                 magento_id=func.coalesce(bindparam("b_magento_id"), table.c.magento_id),
                 pushed_at=now,
                 last_error=None,
+                claimed_by=None,
+                claimed_until=None,
                 status=case(
                     (table.c.hash == bindparam("b_hash"), Status.SYNCED.value),
                     else_=Status.NEEDS_UPDATE.value,
@@ -492,7 +563,9 @@ class StagingRepository:
         self.connection.execute(
             update(table)
             .where(table.c.code == code)
-            .values(status=Status.ERROR, last_error=message[:4000])
+            .values(
+                status=Status.ERROR, last_error=message[:4000], claimed_by=None, claimed_until=None
+            )
         )
 
     def magento_ids(self, entity: str) -> dict[str, str]:
@@ -738,6 +811,10 @@ class StagingRepository:
         if run_id is None:  # pragma: no cover - both backends return the key
             raise StagingError("the staging database did not return a run id")
         return int(run_id)
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        row = self.connection.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
+        return dict(row._mapping) if row else None
 
     def newest_run(self, kinds: Sequence[str]) -> dict[str, Any] | None:
         """The newest run of one of `kinds`, as a dict, or None."""

@@ -1,0 +1,171 @@
+"""Several workers on one push: PostgreSQL claims, real processes, every change pushed once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import select
+
+from pimsync import pipeline
+from pimsync.app import App
+from pimsync.errors import UsageError
+from pimsync.pipeline.workers import run_worker
+from pimsync.staging.tables import Status, entity_tables, sync_runs
+from pimsync.testing.fake_magento import FakeMagento
+from pimsync.testing.fake_pim import FakePim
+from pimsync.testing.server import serve
+from tests.conftest import PIM_ENV, make_config
+
+MAGENTO_TOKEN = "magento-token"
+
+
+def push_env(staging_url: str, magento_url: str) -> dict[str, str]:
+    return {
+        **PIM_ENV,
+        "PIMSYNC_STAGING__URL": staging_url,
+        "PIMSYNC_MAGENTO__BASE_URL": magento_url,
+        "PIMSYNC_MAGENTO__TOKEN": MAGENTO_TOKEN,
+    }
+
+
+def imported_app(staging_url: str, pim: FakePim | str, magento_url: str) -> App:
+    """An App that imported the catalog: from a FakePim in-process, or from a PIM URL (then the
+    staged image URLs point at it, so other processes can download them)."""
+    env = {"PIMSYNC_MAGENTO__BASE_URL": magento_url, "PIMSYNC_MAGENTO__TOKEN": MAGENTO_TOKEN}
+    if isinstance(pim, str):
+        env["PIMSYNC_PIM__BASE_URL"] = pim
+    config = make_config(staging_url, **env)
+    transport = None if isinstance(pim, str) else httpx.MockTransport(pim)
+    app = App(config, pim_transport=transport, sleep=lambda _s: None)
+    pipeline.run_full_import(app)
+    return app
+
+
+def pimsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pimsync", *args],
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.fixture
+def reference_writes(tmp_path: Path) -> Iterator[Callable[[FakePim], dict[str, int]]]:
+    """Product saves per SKU that one uninterrupted single-process push makes."""
+
+    def run(pim: FakePim) -> dict[str, int]:
+        with FakeMagento() as magento:
+            app = imported_app(f"sqlite:///{tmp_path / 'reference.db'}", pim, "http://magento.test")
+            app.magento_transport = httpx.MockTransport(magento)
+            report = pipeline.run_push(
+                app, "create", pipeline.PushOptions(feeds=pipeline.order_push_feeds(()))
+            )
+            app.close()
+            assert report.exit_code == 0, report.errors
+            return dict(magento.writes_by_sku)
+
+    yield run
+
+
+@pytest.mark.postgres
+def test_four_worker_processes_push_every_change_exactly_once(postgres_url: str, reference_writes):
+    pim = FakePim(products=5000)
+    started = time.monotonic()
+    expected = reference_writes(pim)
+    print(f"reference: {time.monotonic() - started:.1f} s")
+    with FakeMagento() as magento, serve(magento) as url, serve(pim) as pim_url:
+        app = imported_app(postgres_url, pim_url, url)
+        env = {**push_env(postgres_url, url), "PIMSYNC_PIM__BASE_URL": pim_url}
+        started = time.monotonic()
+        done = pimsync("create", "--workers", "4", "--json", env=env)
+        print(f"create --workers 4: {time.monotonic() - started:.1f} s")
+        assert done.returncode == 0, done.stderr
+        report = orjson.loads(done.stdout)
+        assert report["status"] == "success"
+        assert report["notes"] == []
+        assert dict(magento.writes_by_sku) == expected
+        products = report["feeds"]["products"]
+        assert products["created"] + products["updated"] > 0 and products["failed"] == 0
+        table = entity_tables["products"]
+        with app.repository() as repo:
+            rows = repo.connection.execute(
+                select(table.c.status, table.c.claimed_by, table.c.pushed_at)
+            ).all()
+            claimants = repo.connection.execute(
+                select(table.c.claimed_by).where(table.c.claimed_by.is_not(None))
+            ).all()
+        assert {row.status for row in rows} == {Status.SYNCED}
+        assert claimants == []  # every claim was released with its outcome
+        app.close()
+
+
+@pytest.mark.postgres
+def test_a_worker_on_another_machine_joins_and_feed_order_holds(postgres_url: str):
+    """A `pimsync worker` started separately joins the running create; no variant is saved
+    before its configurable parent exists in Magento."""
+    pim = FakePim(products=300)
+    with FakeMagento(latency=0.002) as magento, serve(magento) as url:
+        app = imported_app(postgres_url, pim, url)
+        stop = threading.Event()
+        joined: list[int] = []
+
+        def other_machine() -> None:
+            worker_app = App(make_config(postgres_url, PIMSYNC_MAGENTO__BASE_URL=url,
+                                         PIMSYNC_MAGENTO__TOKEN=MAGENTO_TOKEN))  # fmt: skip
+            report = run_worker(worker_app, should_stop=stop.is_set)
+            joined.extend(report.runs)
+            worker_app.close()
+
+        thread = threading.Thread(target=other_machine)
+        thread.start()
+        try:
+            report = pipeline.run_push(
+                app,
+                "create",
+                pipeline.PushOptions(feeds=pipeline.order_push_feeds(()), workers=2),
+            )
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+        assert report.exit_code == 0, report.errors
+        with app.repository() as repo:
+            run_id = repo.connection.scalar(select(sync_runs.c.id).order_by(sync_runs.c.id.desc()))
+        assert joined == [run_id]
+        order = [r.path for r in magento.requests if r.method == "PUT" and "/products/" in r.path]
+        parents = {
+            child: parent
+            for parent in magento.products
+            for child in magento.configurable_children(parent)
+        }
+        first_seen = {}
+        for index, path in enumerate(order):
+            first_seen.setdefault(path.rsplit("/", 1)[-1], index)
+        for child, parent in parents.items():
+            assert first_seen[parent] < first_seen[child], (parent, child)
+        app.close()
+
+
+def test_workers_on_sqlite_are_declined_with_a_note(tmp_path: Path):
+    pim = FakePim(products=20)
+    with FakeMagento() as magento, serve(magento) as url:
+        app = imported_app(f"sqlite:///{tmp_path / 'staging.db'}", pim, url)
+        report = pipeline.run_push(
+            app, "create", pipeline.PushOptions(feeds=pipeline.order_push_feeds(()), workers=4)
+        )
+        assert report.exit_code == 0
+        assert any("SQLite serves one machine" in note for note in report.notes)
+        with pytest.raises(UsageError, match="needs a PostgreSQL staging database"):
+            run_worker(app, idle_timeout=0)
+        app.close()
