@@ -10,7 +10,7 @@ from pimsync.app import App
 from pimsync.config import PUSH_FEEDS
 from pimsync.errors import UsageError
 from pimsync.lock import Holder, current_holder, request_stop
-from pimsync.pipeline.push import FEED_ENTITIES
+from pimsync.pipeline.push_runner import FEED_ENTITIES
 from pimsync.staging.tables import ENTITIES
 
 

@@ -19,7 +19,7 @@ import orjson
 from pimsync.app import App
 from pimsync.config import PUSH_FEEDS
 from pimsync.errors import UsageError
-from pimsync.pipeline.push import FEED_ENTITIES
+from pimsync.pipeline.push_runner import FEED_ENTITIES
 from pimsync.staging.queries import IMPORT_KINDS, PUSH_KINDS, StagingQueries, aware
 from pimsync.staging.tables import ENTITIES, Status
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -429,6 +430,14 @@ class MagentoClient:
     def add_media(self, sku: str, entry: dict[str, Any]) -> int:
         """Add an image. Not idempotent (each POST adds a copy), so after a lost answer or a 5xx
         the gallery is re-read and an entry with the same label or file name counts as done."""
+        path = _url("all", f"products/{_q(sku)}/media")
+        timeout = max(self.settings.timeout, MEDIA_TIMEOUT)
+        body = {"entry": entry}
+        found = partial(self.find_media, sku, entry)
+        return expect_id(self._call("POST", path, body, recover=found, timeout=timeout))
+
+    def find_media(self, sku: str, entry: dict[str, Any]) -> int | None:
+        """The gallery entry of `sku` that an upload of `entry` made, if there is one."""
         label = entry.get("label")
         content = entry.get("content")
         name = str(content.get("name") or "") if isinstance(content, dict) else ""
@@ -438,19 +447,13 @@ class MagentoClient:
         safe = re.sub(r"[^a-z0-9_.\-]+", "_", stem, flags=re.IGNORECASE)
         stems = "|".join(re.escape(s) for s in {stem, safe})
         same_file = re.compile(rf"(?:{stems})(_\d+)?(\.\w+)?", re.IGNORECASE)
-
-        def find() -> int | None:
-            ids = [
-                expect_id(e["id"])
-                for e in self.media(sku)
-                if (label and e.get("label") == label)
-                or (name and same_file.fullmatch(str(e.get("file") or "").rsplit("/", 1)[-1]))
-            ]
-            return max(ids) if ids else None
-
-        path = _url("all", f"products/{_q(sku)}/media")
-        timeout = max(self.settings.timeout, MEDIA_TIMEOUT)
-        return expect_id(self._call("POST", path, {"entry": entry}, recover=find, timeout=timeout))
+        ids = [
+            expect_id(e["id"])
+            for e in self.media(sku)
+            if (label and e.get("label") == label)
+            or (name and same_file.fullmatch(str(e.get("file") or "").rsplit("/", 1)[-1]))
+        ]
+        return max(ids) if ids else None
 
     def delete_media(self, sku: str, entry_id: int) -> None:
         """Remove an image; one that is already gone counts as removed."""

@@ -26,7 +26,8 @@ from pimsync.pim.models import Product
 from pimsync.pipeline.report import FeedReport, RunReport
 from pimsync.pipeline.watermark import next_watermark, since_for
 from pimsync.staging.hashing import content_hash
-from pimsync.staging.repository import LogEvent, StagedItem, StagingRepository
+from pimsync.staging.repository import StagedItem, StagingRepository
+from pimsync.staging.runs import LogEvent
 from pimsync.staging.tables import Status
 
 SELECT_TYPES = frozenset({"pim_catalog_simpleselect", "pim_catalog_multiselect"})

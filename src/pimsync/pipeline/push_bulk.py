@@ -21,7 +21,7 @@ from pimsync.pipeline.push_items import (
 )
 
 if TYPE_CHECKING:
-    from pimsync.pipeline.push import Runner
+    from pimsync.pipeline.push_runner import Runner
 
 
 class BulkPush:
@@ -118,15 +118,17 @@ class BulkPush:
                         )
                 else:
                     submitted.append((chunk, submission))
-            waits = list(
-                self.runner.pool.map(
-                    lambda sub: self.runner.worker_client().bulk_wait(
-                        sub.bulk_uuid, poll_interval=0.2
-                    ),
-                    [submission for _, submission in submitted],
-                )
-            )
-            for (chunk, submission), results in zip(submitted, waits, strict=True):
+            waits = list(self.runner.pool.map(self._wait, [sub for _, sub in submitted]))
+            for (chunk, submission), waited in zip(submitted, waits, strict=True):
+                results: list[OperationResult] = []
+                if isinstance(waited, ItemRejected):  # the status could not be read
+                    for index in submission.accepted:
+                        row = chunk[index][0]
+                        outcomes[row["code"]] = Outcome(
+                            row["code"], "error", row["hash"], message=waited.message
+                        )
+                else:
+                    results = waited
                 for item in submission.rejected:
                     row = chunk[item.index][0]
                     message = item.message or "rejected by Magento's bulk API"
@@ -158,8 +160,11 @@ class BulkPush:
         except ItemRejected as exc:  # the whole request was refused: its items' error
             return exc
 
-    def _wait(self, submission: BulkSubmission) -> list[OperationResult]:
-        return self.runner.worker_client().bulk_wait(submission.bulk_uuid, poll_interval=0.2)
+    def _wait(self, submission: BulkSubmission) -> list[OperationResult] | ItemRejected:
+        try:
+            return self.runner.worker_client().bulk_wait(submission.bulk_uuid, poll_interval=0.2)
+        except ItemRejected as exc:  # an unreadable status: the items' error, not a crash
+            return exc
 
     def _link(self, row: dict[str, Any], payloads: Payloads) -> str | None:
         try:

@@ -20,10 +20,11 @@ from pimsync.magento.client import MagentoClient
 from pimsync.magento.http import ItemRejected
 from pimsync.pipeline.push_items import sku_of
 from pimsync.pipeline.report import FeedPush
-from pimsync.staging.repository import LogEvent, StagingRepository
+from pimsync.staging.repository import StagingRepository
+from pimsync.staging.runs import LogEvent
 
 if TYPE_CHECKING:
-    from pimsync.pipeline.push import Runner
+    from pimsync.pipeline.push_runner import Runner
 
 # The rows whose deletion each feed exports (attributes and assets never: see DeletionsConfig).
 DELETION_ENTITIES: dict[str, list[tuple[str, bool | None]]] = {

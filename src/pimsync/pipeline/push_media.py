@@ -16,10 +16,10 @@ from pimsync.errors import MagentoError
 from pimsync.magento.http import ItemRejected
 from pimsync.pipeline.push_items import BATCH, fetch_media, media_entry
 from pimsync.pipeline.report import FeedPush
-from pimsync.staging.repository import LogEvent
+from pimsync.staging.runs import LogEvent
 
 if TYPE_CHECKING:
-    from pimsync.pipeline.push import Runner
+    from pimsync.pipeline.push_runner import Runner
 
 # Media codes embed the content's sha1: one download serves every product using the file.
 CACHED_FILES = 64
@@ -55,6 +55,7 @@ class MediaPush:
                             }
                         )
                 continue
+            self.runner.repo.media_uploading([r["id"] for r in rows if r["status"] == "pending"])
             metas = {
                 row["media_code"]: self.runner.repo.get("assets", row["media_code"]) for row in rows
             }
@@ -102,6 +103,10 @@ class MediaPush:
             meta = orjson.loads(staged["data"])
             content = self._media_content(meta)
             entry = media_entry(meta, content, row["position"], row["label"])
+            if row["status"] == "uploading":  # a run died waiting for this upload's answer
+                found = client.find_media(row["product_sku"], entry)
+                if found is not None:
+                    return str(found), None
             return str(client.add_media(row["product_sku"], entry)), None
         except ItemRejected as exc:
             return None, exc.message

@@ -23,12 +23,12 @@ from pydantic import ValidationError
 from pimsync.config import Config
 from pimsync.staging.repository import StagingRepository
 
-# What a snapshot leaves out: secrets, and the staging URL (it may carry a password, and a
-# resumed run works on the staging database it was started on, by definition).
+# What a snapshot leaves out: secrets, and the URLs (a URL may carry a password). A resumed
+# run talks to today's endpoints, on the staging database it was started on by definition.
 SNAPSHOT_EXCLUDE: dict[str, Any] = {
     "source_path": True,
-    "pim": {"secret", "password"},
-    "magento": {"token"},
+    "pim": {"secret", "password", "base_url"},
+    "magento": {"token", "base_url"},
     "staging": {"url"},
 }
 
@@ -86,10 +86,16 @@ def stopped_run(repo: StagingRepository, kinds: list[str], current: Config) -> R
 
 
 def config_from_snapshot(current: Config, saved: dict[str, Any]) -> Config:
-    """The saved configuration, with today's secrets and staging URL put back in."""
+    """The saved configuration, with today's secrets and URLs put back in."""
+    pim, magento = current.pim, current.magento
     data = dict(saved)
-    data["pim"] = {**saved.get("pim", {}), "secret": current.pim.secret}
-    data["pim"]["password"] = current.pim.password
-    data["magento"] = {**saved.get("magento", {}), "token": current.magento.token}
+    data["pim"] = {
+        **saved.get("pim", {}),
+        "secret": pim.secret,
+        "password": pim.password,
+        "base_url": pim.base_url,
+    }
+    data["magento"] = {**saved.get("magento", {}), "token": magento.token}
+    data["magento"]["base_url"] = magento.base_url
     data["staging"] = {**saved.get("staging", {}), "url": current.staging.url}
     return Config.model_validate({**data, "source_path": current.source_path})

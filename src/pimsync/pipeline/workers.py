@@ -34,9 +34,9 @@ from pimsync.app import App
 from pimsync.errors import UsageError
 from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
-from pimsync.pipeline.push import Runner
 from pimsync.pipeline.push_context import build_catalog_context, load_context, refresh_ids
 from pimsync.pipeline.push_items import PushContext
+from pimsync.pipeline.push_runner import Runner
 from pimsync.pipeline.report import FeedPush, PushReport
 from pimsync.pipeline.resume import config_from_snapshot
 from pimsync.staging.repository import StagingRepository

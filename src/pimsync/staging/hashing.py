@@ -19,7 +19,9 @@ from typing import Any
 
 import orjson
 
-HASH_VERSION = 1
+# 2: text is normalised to NFC before keys and unordered lists are sorted, not after (version 1
+# sorted first, so the same record saved in NFD could sort, and hash, differently).
+HASH_VERSION = 2
 
 # Fields that change without the item changing: timestamps, server links (they embed the PIM's
 # host), read-only scores, EE workflow metadata, and option labels Akeneo may inline.
@@ -79,8 +81,11 @@ def canonical_json(record: Any) -> bytes:
     text = data.decode()
     if unicodedata.is_normalized("NFC", text):  # a quick check, much cheaper than normalize
         return data
-    # JSON's own syntax is ASCII, so normalising the text normalises every string in it.
-    return unicodedata.normalize("NFC", text).encode()
+    # JSON's own syntax is ASCII, so normalising the text normalises every string in it. The
+    # order of keys and of sorted lists can change with it ("é" sorts after "f" composed, before
+    # it decomposed), so the normalised record is put in canonical order again.
+    normalised = orjson.loads(unicodedata.normalize("NFC", text))
+    return orjson.dumps(canonical(normalised), option=orjson.OPT_SORT_KEYS)
 
 
 def content_hash(record: Any) -> str:

@@ -4,8 +4,9 @@
 media files) from a lazy `Catalog`, with Akeneo's JSON shapes, status codes and messages. It is a
 plain `handler(request) -> response` callable: use it under `httpx.MockTransport` in unit tests, or
 behind `pimsync.testing.server.serve` on loopback. It has a mock clock (every answer carries a
-`Date` header from it), fault injection (`faults`, `fail_next`, `drop_next`, `outage`), request
-statistics, and Python helpers (`update_product`, ...) that change data without HTTP or faults.
+`Date` header from it), fault injection (`faults`, `fail_next`, `drop_next`, `garble_next`,
+`outage`), request statistics, and Python helpers (`update_product`, ...) that change data
+without HTTP or faults.
 
 Internals: `fake_pim_routes` (routing, token, structure, media), `fake_pim_items` (products and
 models), `fake_pim_search` (filters, pagination), `fake_pim_render` (JSON), `fake_pim_write`
@@ -37,7 +38,7 @@ from pimsync.testing.fake_pim_routes import Call, Tokens, respond
 from pimsync.testing.fake_pim_search import ApiError
 from pimsync.testing.fake_pim_structure import JSON, Values
 from pimsync.testing.fake_pim_write import Writer, copy_json
-from pimsync.testing.server import DropConnection
+from pimsync.testing.server import DropConnection, TimedOut
 
 DEFAULT_CLIENT_ID = "pimsync"
 DEFAULT_SECRET = "pimsync-secret"
@@ -128,12 +129,24 @@ class _OneShot:
     retry_after: int | None
     prefix: str | None
     skip: int = 0  # matching requests let through first
+    kind: str = "status"  # or a `garble_next` kind: "truncated", "html", "timeout"
 
 
 _HTML_ERROR = (
     b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>"
     b"<hr><center>nginx</center></body></html>"
 )
+
+
+def _truncated(response: httpx.Response) -> httpx.Response:
+    """A 200 carrying the first half of `response`'s body: a connection cut mid-answer."""
+    cut = response.content[: max(1, len(response.content) // 2)]
+    return httpx.Response(200, content=cut, headers={"Content-Type": "application/json"})
+
+
+def _html_error() -> httpx.Response:
+    """A 200 carrying a proxy's HTML error page instead of the JSON asked for."""
+    return httpx.Response(200, content=_HTML_ERROR, headers={"Content-Type": "text/html"})
 
 
 class FakePim:
@@ -207,6 +220,17 @@ class FakePim:
         """Reset the connection, without answering, on the next `n` (matching) requests."""
         with self._lock:
             self._one_shots.append(_OneShot(n, 0, None, path_prefix))
+
+    def garble_next(
+        self, n: int = 1, kind: str = "truncated", *, path_prefix: str | None = None
+    ) -> None:
+        """Spoil the next `n` (matching) answers, the way a proxy or a dying PHP worker does:
+        "truncated" is a 200 with the first half of the real answer's JSON, "html" a 200 with an
+        HTML error page, "timeout" no answer in time (`TimedOut`)."""
+        if kind not in ("truncated", "html", "timeout"):
+            raise ValueError(f"unknown garble kind {kind!r}")
+        with self._lock:
+            self._one_shots.append(_OneShot(n, 200, None, path_prefix, kind=kind))
 
     def outage(
         self,
@@ -350,9 +374,9 @@ class FakePim:
         self.request_count += 1
         self.request_counts[f"{request.method} {route.template if route else '?'}"] += 1
         self.requests.append(RequestRecord(request.method, path, dict(pairs)))
-        response = self._edge_fault(path)
-        if response is not None:
-            return response
+        edge = self._edge_fault(path)
+        if isinstance(edge, httpx.Response):
+            return edge
         draw = self._rng.random() if self._faults.any_rate else 1.0
         f = self._faults
         if draw < f.drop_rate:
@@ -365,16 +389,19 @@ class FakePim:
             response = self._dispatch(request, route, pairs)
         except ApiError as error:
             response = respond(error.status, error.body())
+        if edge == "truncated":
+            return _truncated(response)
         draw -= f.drop_rate + f.rate_limit_rate + f.error_rate
         if 0 <= draw < f.malformed_rate and response.content:
-            cut = response.content[: max(1, len(response.content) // 2)]
-            return httpx.Response(200, content=cut, headers={"Content-Type": "application/json"})
+            return _truncated(response)
         if 0 <= draw - f.malformed_rate < f.html_error_rate:
-            return httpx.Response(200, content=_HTML_ERROR, headers={"Content-Type": "text/html"})
+            return _html_error()
         return response
 
-    def _edge_fault(self, path: str) -> httpx.Response | None:
-        """One-shot failures and outages, applied before anything else (like a proxy's)."""
+    def _edge_fault(self, path: str) -> httpx.Response | str | None:
+        """One-shot failures and outages, applied before anything else (like a proxy's).
+
+        Answers the failure, or "truncated" when the real answer is to be cut afterwards."""
         for shot in [*self._one_shots, self._outage]:
             if shot is None or (shot.prefix and not path.startswith(shot.prefix)):
                 continue
@@ -385,6 +412,12 @@ class FakePim:
                 shot.remaining -= 1
                 if not shot.remaining:
                     self._one_shots.remove(shot)
+            if shot.kind == "timeout":
+                raise TimedOut
+            if shot.kind == "html":
+                return _html_error()
+            if shot.kind == "truncated":
+                return shot.kind
             if shot.status == 0:
                 raise DropConnection
             return self._failure(shot.status, shot.retry_after)

@@ -25,7 +25,7 @@ import httpx
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
-__all__ = ["DropConnection", "Handler", "serve", "serve_forever"]
+__all__ = ["DropConnection", "Handler", "TimedOut", "serve", "serve_forever"]
 
 # Hop-by-hop or recomputed headers: the server frames the body itself.
 _SKIPPED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
@@ -39,6 +39,17 @@ class DropConnection(httpx.RemoteProtocolError):
     """
 
     def __init__(self, message: str = "Server disconnected without sending a response.") -> None:
+        super().__init__(message)
+
+
+class TimedOut(DropConnection, httpx.ReadTimeout):
+    """Raised by a handler to play an answer that never comes in time.
+
+    Under `httpx.MockTransport` the client sees an `httpx.ReadTimeout`; the loopback server
+    cannot make a real client wait out its timeout cheaply, so it resets the connection.
+    """
+
+    def __init__(self, message: str = "The read operation timed out") -> None:
         super().__init__(message)
 
 

@@ -27,7 +27,7 @@ from .errors import (
     route_not_found,
     unauthorized,
 )
-from .faults import Failure, Faults
+from .faults import Failure, Faults, failure_response
 from .inspection import Inspection
 from .routes import build_router
 from .state import CatalogState, OptionAddResult, Settings
@@ -123,15 +123,21 @@ class FakeMagento(Inspection):
         faults = self.faults
         if faults.latency > 0:
             time.sleep(faults.latency)  # outside the lock: a threaded server overlaps requests
+        scripted = faults.take_scripted("/" + "/".join(segments))
+        if scripted is not None and not scripted.after:
+            return failure_response(request, scripted)
         early = faults.before_route(request)
         if early is not None:
             return early
         try:
             if not is_rest:
                 raise route_not_found()
-            return self._dispatch(request, segments, code)
+            answer = self._dispatch(request, segments, code)
         except ApiError as exc:
-            return error_response(exc)
+            answer = error_response(exc)
+        if scripted is not None:  # Magento did the work; the answer is what gets lost
+            return failure_response(request, scripted, answer)
+        return answer
 
     def _dispatch(
         self, request: httpx.Request, segments: list[str], code: str | None
@@ -317,12 +323,29 @@ class FakeMagento(Inspection):
         message: str | None = None,
         body: Any = None,
         retry_after: float | None = None,
+        path: str | None = None,
+        after: bool = False,
     ) -> None:
-        """Answer the next `n` requests with `status` (0 drops the connection) before routing."""
-        self.faults.script(Failure(status, message, body, retry_after), n)
+        """Answer the next `n` requests with `status` (0 drops the connection) before routing.
 
-    def drop_next(self, n: int = 1) -> None:
-        self.fail_next(n, 0)
+        `path` (a glob on the path after ``/rest/<store>``, as in `request_count`) makes the
+        failures wait for matching requests; `after=True` lets Magento handle each request
+        first, so a write takes effect and only its answer is replaced: a lost answer.
+        """
+        self.faults.script(Failure(status, message, body, retry_after, path=path, after=after), n)
+
+    def drop_next(self, n: int = 1, *, path: str | None = None, after: bool = False) -> None:
+        self.fail_next(n, 0, path=path, after=after)
+
+    def garble_next(
+        self, n: int = 1, kind: str = "truncated", *, path: str | None = None, after: bool = False
+    ) -> None:
+        """Spoil the next `n` (matching) answers: "timeout" (no answer in time), "truncated" (a
+        200 with the first half of the JSON) or "html" (a 200 with an HTML maintenance page).
+        `path` and `after` work as in `fail_next`."""
+        if kind not in ("timeout", "truncated", "html"):
+            raise ValueError(f"unknown garble kind {kind!r}")
+        self.faults.script(Failure(200, kind=kind, path=path, after=after), n)
 
     def revoke_token(self) -> None:
         """Every authenticated route answers 401 until `restore_token()`."""

@@ -1,11 +1,16 @@
 """Fault injection: latency, 5xx answers, deadlocks, dropped connections, scripted failures.
 
+A scripted failure can wait for a path (a glob), strike before Magento handles the request or
+after it (the write is done, its answer lost), and be an answer, a dropped connection, a timeout,
+a truncated JSON body or an HTML page served with 200.
+
 Every random decision comes from one seeded `random.Random`, drawn only when its ratio is above
 zero, so a single-threaded run is reproducible. Ratios and latency can change at any time.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import random
 import threading
@@ -28,12 +33,23 @@ from .errors import (
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """One scripted answer for `FakeMagento.fail_next`; status 0 drops the connection."""
+    """One scripted answer for `FakeMagento.fail_next`; status 0 drops the connection.
+
+    `kind` other than "answer" is a `garble_next` fault: "timeout", "truncated" (a 200 with half
+    the JSON) or "html" (a 200 with an HTML page). `path` is a glob the request path (after
+    ``/rest/<store>``) must match; with `after`, Magento handles the request first.
+    """
 
     status: int
     message: str | None = None
     body: Any = None
     retry_after: float | None = None
+    kind: str = "answer"
+    path: str | None = None
+    after: bool = False
+
+    def matches(self, path: str) -> bool:
+        return self.path is None or fnmatch.fnmatchcase(path, self.path)
 
 
 class Faults:
@@ -77,14 +93,17 @@ class Faults:
         with self._lock:
             self._scripted.clear()
 
-    def before_route(self, request: httpx.Request) -> httpx.Response | None:
-        """Faults that strike before Magento routes the request (proxy, PHP-FPM, network)."""
-        failure = None
+    def take_scripted(self, path: str) -> Failure | None:
+        """The first scripted failure waiting for this path, removed from the script."""
         with self._lock:
-            if self._scripted:
-                failure = self._scripted.popleft()
-        if failure is not None:
-            return failure_response(request, failure)
+            for index, failure in enumerate(self._scripted):
+                if failure.matches(path):
+                    del self._scripted[index]
+                    return failure
+        return None
+
+    def before_route(self, request: httpx.Request) -> httpx.Response | None:
+        """Random faults that strike before Magento routes the request (proxy, PHP-FPM, network)."""
         if self.roll(self.drop_ratio):
             drop_connection(request)
         if self.roll(self.error_ratio):
@@ -94,10 +113,20 @@ class Faults:
         return None
 
 
-def failure_response(request: httpx.Request, failure: Failure) -> httpx.Response:
-    """The body a given status typically has in front of or inside Magento."""
+def failure_response(
+    request: httpx.Request, failure: Failure, answer: httpx.Response | None = None
+) -> httpx.Response:
+    """The body a given status typically has in front of or inside Magento; `answer` is the real
+    one when the failure strikes after Magento handled the request."""
     status = failure.status
     headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after else None
+    if failure.kind == "timeout":
+        time_out(request)
+    if failure.kind == "truncated":
+        content = answer.content if answer is not None else b'{"message": "Internal Error"}'
+        return httpx.Response(200, content=content[: max(1, len(content) // 2)], headers=headers)
+    if failure.kind == "html":
+        return html_response(200, headers)
     if status == 0:
         drop_connection(request)
     if failure.body is not None:
@@ -139,6 +168,15 @@ def _drop_type() -> type[BaseException]:
         return type("ConnectionDropped", (server_exc, httpx.RemoteProtocolError), {})
     except TypeError:  # incompatible layouts: the server's own class still closes the socket
         return server_exc
+
+
+def time_out(request: httpx.Request) -> NoReturn:
+    """No answer in time: `httpx.ReadTimeout` under MockTransport, a reset on loopback."""
+    try:
+        from pimsync.testing.server import TimedOut
+    except ImportError:
+        raise httpx.ReadTimeout("The read operation timed out", request=request) from None
+    raise TimedOut
 
 
 def drop_connection(request: httpx.Request) -> NoReturn:
