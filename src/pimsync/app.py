@@ -6,6 +6,7 @@ created until a command asks for it, so `pimsync --help` and `pimsync mock` need
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -21,6 +22,8 @@ from pimsync.pim.client import PimClient
 from pimsync.staging.database import open_engine, upgrade
 from pimsync.staging.repository import StagingRepository
 
+log = logging.getLogger("pimsync")
+
 
 @dataclass
 class App:
@@ -31,6 +34,18 @@ class App:
     magento_transport: httpx.BaseTransport | None = None
     sleep: Callable[[float], None] = time.sleep
     _engine: Engine | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for section in ("pim", "magento"):
+            settings = getattr(self.config, section)
+            if not settings.verify_tls and settings.base_url is not None:
+                log.warning(
+                    "TLS certificate verification is OFF for [%s] %s: anyone on the path can "
+                    "read the credentials; set [%s] ca_bundle instead of verify_tls = false",
+                    section,
+                    settings.base_url,
+                    section,
+                )
 
     def engine(self) -> Engine:
         """The staging engine, migrated to the newest schema on first use."""

@@ -236,3 +236,15 @@ def test_reindex_command_runs_without_a_shell(magento_env: dict[str, str], tmp_p
     skipped = invoke(["resync", "--feed", "categories", "--no-reindex"], env)
     assert skipped.exit_code == 0
     assert not marker.exists()
+
+
+def test_turning_tls_verification_off_warns_loudly(env: dict[str, str]):
+    result = invoke(
+        ["import:full", "--categories"],
+        {**env, "PIMSYNC_PIM__VERIFY_TLS": "false", "PIMSYNC_MAGENTO__VERIFY_TLS": "false"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "TLS certificate verification is OFF for [pim]" in result.stderr
+    assert "[magento]" not in result.stderr  # no Magento configured: nothing to warn about
+    quiet = invoke(["import:full", "--categories"], env)
+    assert "TLS" not in quiet.stderr
