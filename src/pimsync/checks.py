@@ -11,6 +11,7 @@ broken setup ends in seconds rather than after the retry budget of a real run.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,9 +142,14 @@ def _check_staging(url: str) -> CheckResult:
         path = Path(str(parsed.database))
         # open_engine would create the file, and an empty one would gain a WAL header.
         if not path.exists() or (path.is_file() and path.stat().st_size == 0):
-            state = "does not exist" if not path.exists() else "is empty"
-            detail = f"the SQLite file {path} {state}: at revision none, head is {HEAD_REVISION}"
-            return CheckResult(name, False, detail, MIGRATE, STAGING_CODE)
+            # Every command creates and migrates it on first use: fine if it can.
+            state = "does not exist yet" if not path.exists() else "is empty"
+            folder = next((p for p in path.parents if p.exists()), Path("/"))
+            if folder.is_dir() and os.access(folder, os.W_OK):
+                detail = f"the SQLite file {path} {state}; the first run creates it"
+                return CheckResult(name, True, detail, None, 0)
+            detail = f"the SQLite file {path} {state} and {folder} is not writable"
+            return CheckResult(name, False, detail, STAGING_URL, STAGING_CODE)
     try:
         engine = open_engine(_with_connect_timeout(parsed).render_as_string(hide_password=False))
     except PimsyncError as exc:

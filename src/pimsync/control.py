@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ def read_codes(text: str) -> list[str]:
 class StopResult:
     holder: Holder | None
     stopped: bool  # the run ended within the wait
+    looked_dead: bool = False  # its lease had run out when the stop was asked
 
     def as_dict(self) -> dict[str, object]:
         holder = self.holder
@@ -79,23 +81,30 @@ class StopResult:
             "run_id": holder.run_id if holder else None,
             "host": holder.host if holder else None,
             "pid": holder.pid if holder else None,
+            "looked_dead": self.looked_dead,
             "stopped": self.stopped,
         }
 
 
-def stop_run(
-    app: App, wait: float = 0.0, sleep: Callable[[float], None] = time.sleep
-) -> StopResult:
-    """Ask the run holding the staging database to stop after its current batch; with `wait`,
-    wait up to that many seconds for it to let go of the lock."""
-    engine = app.engine()
-    holder = request_stop(engine)
+def ask_to_stop(app: App) -> StopResult:
+    """Ask the run holding the staging database to stop after its current batch."""
+    holder = request_stop(app.engine())
     if holder is None:
         return StopResult(None, stopped=True)
+    return StopResult(holder, stopped=False, looked_dead=holder.expired)
+
+
+def wait_for_stop(
+    app: App, asked: StopResult, wait: float, sleep: Callable[[float], None] = time.sleep
+) -> StopResult:
+    """Wait up to `wait` seconds for the asked run to let go of the lock."""
+    holder = asked.holder
+    if holder is None:
+        return asked
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        current = current_holder(engine)
+        current = current_holder(app.engine())
         if current is None or current.acquired_at != holder.acquired_at:
-            return StopResult(holder, stopped=True)
+            return dataclasses.replace(asked, stopped=True)
         sleep(0.2)
-    return StopResult(holder, stopped=False)
+    return asked

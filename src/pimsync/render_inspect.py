@@ -132,8 +132,8 @@ def render_status(report: StatusReport, as_json: bool) -> None:
             media = dict.fromkeys(("synced", "pending", "error"), 0) | feed.media
             listed = ", ".join(f"{count:,} {state}" for state, count in media.items())
             click.echo(
-                f"{feed.feed}: product images {listed} (asset rows stay new: each product's "
-                "images are tracked apart)"
+                f"{feed.feed}: product images {listed} (a media file is synced once a product "
+                "holds it; one no product uses stays new)"
             )
     last = report.last_successful_push
     if last is None:

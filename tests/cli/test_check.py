@@ -123,6 +123,8 @@ def test_json_is_a_list_of_name_ok_detail_setting(servers: dict[str, str], tmp_p
 
 def failing_env(case: str, servers: dict[str, str], tmp_path: Path) -> dict[str, str]:
     env = base_env(servers, migrate(f"sqlite:///{tmp_path / 's.db'}"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
     changes: dict[str, dict[str, str]] = {
         "wrong PIM secret": {"PIMSYNC_PIM__SECRET": "wrong-secret-Qz81"},
         "wrong Magento token": {"PIMSYNC_MAGENTO__TOKEN": "wrong-token-Qz81"},
@@ -133,7 +135,7 @@ def failing_env(case: str, servers: dict[str, str], tmp_path: Path) -> dict[str,
             "PIMSYNC_MAPPING__ATTRIBUTE_SETS": '{"shoes": "Shoes"}',
             "PIMSYNC_MAPPING__CREATE_ATTRIBUTE_SETS": "false",
         },
-        "staging not migrated": {"PIMSYNC_STAGING__URL": f"sqlite:///{tmp_path / 'new.db'}"},
+        "staging not creatable": {"PIMSYNC_STAGING__URL": f"sqlite:///{blocker / 'new.db'}"},
         "staging unreachable": {
             "PIMSYNC_STAGING__URL": (
                 f"postgresql+psycopg://pimsync:{PG_PASSWORD}@127.0.0.1:{closed_port()}/pimsync"
@@ -192,11 +194,10 @@ def failing_env(case: str, servers: dict[str, str], tmp_path: Path) -> dict[str,
             "PIMSYNC_MAPPING__ATTRIBUTE_SETS, or [mapping] create_attribute_sets = true)",
         ),
         (
-            "staging not migrated",
+            "staging not creatable",
             5,
-            "FAIL  staging: the SQLite file "
-            f"*new.db does not exist: at revision none, head is {HEAD_REVISION} "
-            "(fix: run `pimsync db upgrade`)",
+            "FAIL  staging: the SQLite file *new.db does not exist yet and * is not writable "
+            "(fix: [staging] url, PIMSYNC_STAGING__URL or --staging-url)",
         ),
         (
             "staging unreachable",
@@ -229,8 +230,11 @@ def test_each_failure_alone(
 def test_missing_sqlite_file_is_not_created(servers: dict[str, str], tmp_path: Path):
     path = tmp_path / "not" / "yet" / "staging.db"
     result = invoke(["check"], base_env(servers, f"sqlite:///{path}"))
-    assert result.exit_code == 5
-    assert f"FAIL  staging: the SQLite file {path} does not exist" in result.stdout
+    assert result.exit_code == 0, result.output
+    assert (
+        f"ok    staging: the SQLite file {path} does not exist yet; the first run creates it"
+        in (result.stdout)
+    )
     assert not (tmp_path / "not").exists()
 
 

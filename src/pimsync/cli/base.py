@@ -21,7 +21,7 @@ import click
 from pimsync import __version__, logs
 from pimsync.app import App
 from pimsync.config import load_config
-from pimsync.errors import InterruptedRunError, PimsyncError
+from pimsync.errors import ConfigError, InterruptedRunError, PimsyncError
 from pimsync.render import render_error
 from pimsync.reports import RunSummary, utcnow, write_metrics, write_report
 
@@ -63,25 +63,31 @@ class PimsyncGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except PimsyncError as exc:
-            ctx.meta[ERROR_KEY] = exc.message
-            if ctx.params.get("log_format") == "json":  # text mode: the Error line says it
-                log.error(exc.message, extra={"exit_code": exc.exit_code})
-            render_error(exc)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, exc)
         except KeyboardInterrupt:
-            render_error(InterruptedRunError("interrupted; work committed so far is kept"))
-            ctx.exit(InterruptedRunError.exit_code)
+            _fail(ctx, InterruptedRunError("interrupted; work committed so far is kept"))
         except Exception as exc:
-            ctx.meta[ERROR_KEY] = f"internal error: {type(exc).__name__}: {exc}"
             if ctx.find_root().params.get("debug"):
                 traceback.print_exc()
-            render_error(
-                PimsyncError(
-                    f"internal error: {type(exc).__name__}: {exc}",
-                    hint="this is a bug; run again with --debug and report the traceback",
-                )
+            internal = PimsyncError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                hint="this is a bug; run again with --debug and report the traceback",
             )
-            ctx.exit(PimsyncError.exit_code)
+            _fail(ctx, internal)
+
+
+def _fail(ctx: click.Context, exc: PimsyncError) -> None:
+    """The one place a failed command speaks: an `Error:` line (or, with --log-format json, one
+    JSON record), then its exit code."""
+    ctx.meta[ERROR_KEY] = exc.message
+    if ctx.find_root().params.get("log_format") == "json":
+        extra: dict[str, object] = {"exit_code": exc.exit_code, "hint": exc.hint}
+        if isinstance(exc, ConfigError):
+            extra["problems"] = exc.problems
+        log.error(exc.message, extra=extra)
+    else:
+        render_error(exc)
+    ctx.exit(exc.exit_code)
 
 
 def _write_summaries(ctx: click.Context, started: datetime, code: int) -> None:
@@ -207,6 +213,11 @@ def cli(
     Stage 1, import:  pimsync import:full     then  pimsync import:incremental
     Stage 2, push:    pimsync create          or    pimsync resync --feed products
     """
+    for option, path in (("--report", report_path), ("--metrics", metrics_path)):
+        folder = path.resolve().parent if path is not None else None
+        if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK)):
+            # Checked now: a run must not go ahead and then fail to say how it went.
+            raise click.BadParameter(f"{folder} is not a writable folder", param_hint=option)
     # Under cron only problems are logged; JSON logs are for shippers, which want the runs too.
     level = logging.INFO if verbose or log_format == "json" else logging.WARNING
     logs.configure(log_format, logging.DEBUG if debug else level)

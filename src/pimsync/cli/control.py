@@ -92,19 +92,21 @@ def stop(app: App, wait: float, as_json: bool) -> None:
         pimsync stop
         pimsync stop --wait 120
     """
-    result = control.stop_run(app, wait)
+    asked = control.ask_to_stop(app)
+    holder = asked.holder
+    if not as_json:
+        if holder is None:
+            click.echo("no run in progress")
+        else:
+            click.echo(f"asked {holder.describe()} to stop after its current batch")
+            if asked.looked_dead:
+                click.echo("its lease has run out: it looks dead; the next run takes over")
+    result = control.wait_for_stop(app, asked, wait) if wait and holder else asked
     if as_json:
         click.echo(orjson.dumps(result.as_dict()).decode())
-    holder = result.holder
-    if holder is None:
-        if not as_json:
-            click.echo("no run in progress")
+    if holder is None or not wait:
         return
-    if not as_json:
-        click.echo(f"asked {holder.describe()} to stop after its current batch")
-        if holder.expired:
-            click.echo("its lease has run out: it looks dead; the next run takes over")
-    if wait and not result.stopped:
+    if not result.stopped:
         raise LockHeldError(f"the run did not stop within {wait:g} s: {holder.describe()}")
-    if wait and not as_json:
+    if not as_json:
         click.echo("it stopped")

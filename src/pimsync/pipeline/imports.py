@@ -110,7 +110,7 @@ def _import(
             report.message = f"stopped ({reason}); the batches committed so far are kept"
             repo.rollback()
             repo.finish_run(run_id, report.status, report.counts(), report.message)
-            log.warning("%s run %d %s", kind, run_id, report.message, extra={"run_id": run_id})
+            log.info("%s run %d %s", kind, run_id, report.message, extra={"run_id": run_id})
             raise InterruptedRunError(
                 f"{kind} stopped ({reason}); {_kept(report)}",
                 hint=f"run `pimsync {kind}` again to resume where it stopped "

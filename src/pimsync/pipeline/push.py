@@ -182,7 +182,7 @@ def _push(
                 stopped = isinstance(exc, KeyboardInterrupt | StopRequested)
                 status = "stopped" if stopped else "failed"
                 repo.finish_run(report.run_id, status, report.as_dict(), str(exc)[:1000])
-                log.warning("%s run %d %s: %s", kind, report.run_id, status, exc)
+                log.info("%s run %d %s: %s", kind, report.run_id, status, exc)
             resume_hint = (
                 f"items pushed before the stop are marked synced; the others still need an "
                 f"update, so `pimsync {kind}` again resumes"
@@ -214,7 +214,7 @@ def _push(
                 extra={"run_id": report.run_id, "kind": kind, "status": report.status},
             )
             for note in report.notes:
-                log.warning(note, extra={"run_id": report.run_id})
+                log.info(note, extra={"run_id": report.run_id})
             if options.reindex and config.sync.reindex_command:
                 report.reindex = run_reindex(config.sync.reindex_command)
     return report

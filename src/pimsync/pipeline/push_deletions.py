@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 # The rows whose deletion each feed exports (attributes and assets never: see DeletionsConfig).
 DELETION_ENTITIES: dict[str, list[tuple[str, bool | None]]] = {
     "categories": [("categories", None)],
-    "products": [("product_models", None), ("products", False)],
+    # Root models only: a sub model is never a Magento product of its own.
+    "products": [("product_models", False), ("products", False)],
     "variants": [("products", True)],
 }
 

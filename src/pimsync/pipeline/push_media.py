@@ -39,6 +39,9 @@ class MediaPush:
         while True:
             rows = self.runner.repo.pending_media(after_id=after, limit=BATCH, only=only)
             if not rows:
+                if not self.runner.options.dry_run:
+                    self.runner.repo.mark_assets_uploaded()
+                    self.runner.repo.commit()
                 return
             after = rows[-1]["id"]
             if self.runner.options.dry_run:

@@ -371,6 +371,21 @@ class PushQueue(Connected):
             query = query.where(product_media.c.product_sku.in_(only))
         return [dict(row._mapping) for row in self.connection.execute(query)]
 
+    def mark_assets_uploaded(self) -> int:
+        """Assets are uploaded per product (product_media); mark the staged media files that
+        Magento now holds for at least one product as synced. Returns how many were marked."""
+        assets = entity_tables["assets"]
+        uploaded = select(product_media.c.media_code).where(product_media.c.status == "synced")
+        result = self.connection.execute(
+            update(assets)
+            .where(
+                assets.c.status.in_([Status.NEW, Status.NEEDS_UPDATE, Status.ERROR]),
+                assets.c.code.in_(uploaded),
+            )
+            .values(status=Status.SYNCED, pushed_hash=assets.c.hash, pushed_at=utcnow())
+        )
+        return int(result.rowcount)
+
     def media_uploading(self, row_ids: Sequence[int]) -> None:
         """Note uploads about to be sent: if the run dies before their answer, the next run looks
         in the gallery first (a media POST is not idempotent)."""

@@ -66,7 +66,7 @@ def main() -> int:
             return done.returncode
 
         step(f"mock PIM with {PRODUCTS:,} products at {pim_url}, mock Magento at {magento_url}")
-        if pimsync("import:full") != 0 or pimsync("create") != 0:
+        if pimsync("check") != 0 or pimsync("import:full") != 0 or pimsync("create") != 0:
             return 1
         step(
             f"Magento now holds {magento.product_count():,} products, "
@@ -91,6 +91,8 @@ def main() -> int:
             f"{sum(magento.writes_by_sku.values())} product writes; the staged products now:"
         )
         show_staging(root / "staging.db", magento)
+        if pimsync("status") != 0:
+            return 1
     step(f"done in {time.monotonic() - started:.1f} s; the mocks are stopped; files in {root}")
     return 0
 
