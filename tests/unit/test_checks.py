@@ -305,11 +305,19 @@ def test_staging_behind_the_head_revision(migrated: str):
 def test_missing_sqlite_file_is_not_created(tmp_path):
     path = tmp_path / "nested" / "staging.db"
     results = check(f"sqlite:///{path}")
-    assert failed(results) == ["staging"]
+    assert failed(results) == []
     assert results["staging"].detail == (
-        f"the SQLite file {path} does not exist: at revision none, head is {HEAD_REVISION}"
+        f"the SQLite file {path} does not exist yet; the first run creates it"
     )
     assert not path.exists() and not path.parent.exists()
+
+
+def test_a_sqlite_file_that_cannot_be_created_fails(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    results = check(f"sqlite:///{blocker / 'staging.db'}")
+    assert failed(results) == ["staging"]
+    assert results["staging"].detail.endswith(f"and {blocker} is not writable")
 
 
 def test_staging_unreachable_hides_the_password():
