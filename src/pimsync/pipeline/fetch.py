@@ -378,4 +378,11 @@ def prefetch(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
+        # The reader may be blocked putting its last page or its end marker into a full
+        # buffer: empty it, so it sees the stop and ends now rather than at the join's timeout.
+        while True:
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                break
         reader.join(timeout=5)
