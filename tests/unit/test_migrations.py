@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 
 from pimsync.staging.database import HEAD_REVISION, head_revision, open_engine, upgrade
 from pimsync.staging.tables import metadata
@@ -29,3 +31,28 @@ def test_upgrade_is_idempotent(staging_url):
     assert upgrade(engine) == HEAD_REVISION
     assert upgrade(engine) == HEAD_REVISION
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_record_columns_are_lz4_compressed_on_postgresql(postgres_url):
+    engine = open_engine(postgres_url)
+    upgrade(engine)
+    with engine.connect() as connection:
+        supported = connection.execute(
+            text(
+                "SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' "
+                "AND 'lz4' = ANY(enumvals)"
+            )
+        ).first()
+        methods = dict(
+            connection.execute(
+                text(
+                    "SELECT attname, attcompression FROM pg_attribute "
+                    "WHERE attrelid = 'products'::regclass AND attname IN ('data', 'code')"
+                )
+            ).all()
+        )
+    engine.dispose()
+    if supported is None:
+        pytest.skip("this PostgreSQL server is built without lz4")
+    assert methods == {"data": "l", "code": ""}  # 'l' is lz4; other columns keep the default
