@@ -35,7 +35,9 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests
 	$(BIN)/ruff format src tests
 
-bench: $(STAMP) ## Run the benchmarks and write bench/REPORT.md
+bench: $(STAMP) ## Run the benchmarks, write bench/REPORT.md (sizes: tests/bench/harness.py)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@scripts/ensure-postgres
 	$(BIN)/pytest -m bench tests/bench -p no:cacheprovider -o addopts="" -o timeout=7200 -s
 
 clean: ## Remove the virtual environment and caches
