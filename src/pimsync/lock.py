@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -259,9 +259,32 @@ def holding(engine: Engine, kind: str, lease_seconds: float) -> Iterator[RunLock
         lock.release()
 
 
+class Stoppable(Protocol):
+    """What a stop signal is delivered to: a run lock, or a worker's flag."""
+
+    @property
+    def stop_requested(self) -> bool: ...
+
+    def request_stop(self, reason: str) -> None: ...
+
+
+class StopFlag:
+    """A stop request for a process that holds no lock (`pimsync worker`)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.reason is not None
+
+    def request_stop(self, reason: str) -> None:
+        self.reason = self.reason or reason
+
+
 @contextmanager
-def stop_signals(lock: RunLock) -> Iterator[None]:
-    """SIGTERM and a first Ctrl-C ask the run to stop after its batch; a second one aborts.
+def stop_signals(target: Stoppable) -> Iterator[None]:
+    """SIGTERM and a first Ctrl-C ask `target` to stop after its batch; a second one aborts.
 
     Only the main thread can install handlers; elsewhere (a scheduler's thread) the run still
     stops through `pimsync stop`.
@@ -271,9 +294,9 @@ def stop_signals(lock: RunLock) -> Iterator[None]:
         return
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if lock.stop_requested:
+        if target.stop_requested:
             raise KeyboardInterrupt
-        lock.request_stop(signal.Signals(signum).name)
+        target.request_stop(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

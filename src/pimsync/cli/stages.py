@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator
-
 import click
 import orjson
 
@@ -13,6 +9,7 @@ from pimsync import pipeline
 from pimsync.app import App
 from pimsync.cli.base import cli, fresh_option, json_option, pass_app, remember_report
 from pimsync.config import FEEDS, PUSH_FEEDS
+from pimsync.lock import StopFlag, stop_signals
 from pimsync.render import (
     ImportProgress,
     print_dry_run,
@@ -211,9 +208,14 @@ def worker(app: App, run_id: int | None, idle_timeout: float | None, as_json: bo
     """
     from pimsync.pipeline.workers import run_worker
 
-    stop = _StopFlag()
-    with stop.installed():
-        report = run_worker(app, run_id=run_id, idle_timeout=idle_timeout, should_stop=stop.is_set)
+    stop = StopFlag()
+    with stop_signals(stop):
+        report = run_worker(
+            app,
+            run_id=run_id,
+            idle_timeout=idle_timeout,
+            should_stop=lambda: stop.stop_requested,
+        )
     if as_json:
         click.echo(orjson.dumps(report.as_dict()).decode())
     else:
@@ -222,27 +224,3 @@ def worker(app: App, run_id: int | None, idle_timeout: float | None, as_json: bo
                 f"{feed}: created {counts.created:,}, updated {counts.updated:,}, "
                 f"failed {counts.failed:,}"
             )
-
-
-class _StopFlag:
-    """SIGTERM and Ctrl-C end a worker after its batch (a second Ctrl-C aborts)."""
-
-    def __init__(self) -> None:
-        self._set = False
-
-    def is_set(self) -> bool:
-        return self._set
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        def on_signal(_signum: int, _frame: object) -> None:
-            if self._set:
-                raise KeyboardInterrupt
-            self._set = True
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)

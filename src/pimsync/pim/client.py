@@ -32,7 +32,7 @@ from tenacity import (
 
 from pimsync import __version__
 from pimsync.config import PimConfig
-from pimsync.errors import ConfigError, FatalHTTPError, PimError, RetryableHTTPError
+from pimsync.errors import FatalHTTPError, PimError, RetryableHTTPError
 from pimsync.pim.models import (
     Attribute,
     AttributeOption,
@@ -47,6 +47,7 @@ from pimsync.pim.models import (
 )
 from pimsync.pim.pagination import NextLinkPaginator
 from pimsync.retry import RetryAfterWait, log_retry
+from pimsync.tls import ca_bundle_context
 
 API = "/api/rest/v1"
 TOKEN_PATH = "/api/oauth/v1/token"
@@ -132,13 +133,7 @@ class PimClient:
             raise PimError("no PIM configured: set [pim] base_url (or PIMSYNC_PIM__BASE_URL)")
         verify: ssl.SSLContext | bool = settings.verify_tls
         if settings.ca_bundle is not None:
-            try:
-                verify = ssl.create_default_context(cafile=str(settings.ca_bundle))
-            except (OSError, ssl.SSLError) as exc:
-                reason = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
-                raise ConfigError(
-                    f"[pim] ca_bundle: cannot load {settings.ca_bundle}: {reason}"
-                ) from None
+            verify = ca_bundle_context("pim", settings.ca_bundle)
         http = httpx.Client(
             base_url=str(settings.base_url).rstrip("/"),
             timeout=settings.timeout,

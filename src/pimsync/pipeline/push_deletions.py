@@ -152,10 +152,7 @@ class DeletionPush:
             message = f"{mode} failed: {outcome.error}"
             runner.repo.record_deletion_error(entity, outcome.code, message)
             events.append(LogEvent(feed, entity, outcome.code, "error", message))
-            if len(runner.report.errors) < 20:
-                runner.report.errors.append(
-                    {"feed": feed, "code": outcome.code, "message": message}
-                )
+            runner.note_error(feed, outcome.code, message)
         if runner.report.run_id is not None:
             runner.repo.log_events(runner.report.run_id, events)
         runner.repo.commit()

@@ -77,10 +77,7 @@ class MediaPush:
                 action = "error" if error else ("removed" if entry_id is None else "uploaded")
                 if error:
                     counts.failed += 1
-                    if len(self.runner.report.errors) < 20:
-                        self.runner.report.errors.append(
-                            {"feed": "assets", "code": row["media_code"], "message": error}
-                        )
+                    self.runner.note_error("assets", row["media_code"], error)
                 elif entry_id is None:
                     counts.updated += 1
                 else:

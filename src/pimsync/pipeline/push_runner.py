@@ -94,6 +94,11 @@ class Runner:
             if worker is not self.client:
                 worker.close()
 
+    def note_error(self, feed: str, code: str, message: str) -> None:
+        """Keep the first errors for the summary (all of them are in staging and the log)."""
+        if len(self.report.errors) < 20:
+            self.report.errors.append({"feed": feed, "code": code, "message": message})
+
     def finish_phases(self) -> None:
         """Nothing to tell: no workers share this run (see ClaimingRunner)."""
 
@@ -329,10 +334,7 @@ class Runner:
                     extra={"run_id": self.report.run_id, "feed": feed, "code": outcome.code},
                 )
                 self.repo.record_item_error(entity, outcome.code, outcome.message or "failed")
-                if len(self.report.errors) < 20:
-                    self.report.errors.append(
-                        {"feed": feed, "code": outcome.code, "message": outcome.message or ""}
-                    )
+                self.note_error(feed, outcome.code, outcome.message or "")
                 continue
             if outcome.action == "created":
                 counts.created += 1
