@@ -1,4 +1,4 @@
-"""The `data` column of PostgreSQL staging at pglz (the default) against lz4: rows/s of
+"""The `data` column of PostgreSQL staging at pglz (PostgreSQL's default) against lz4: rows/s of
 `StagingRepository.upsert_fetched` on products, first insert and changed-rows update
 (tests/bench/pg_storage.py does the measuring)."""
 
@@ -13,6 +13,7 @@ pytestmark = pytest.mark.bench
 
 SECTION = "PostgreSQL storage: compression of the `data` column"
 REPEAT = 3
+DEFAULT = {"pglz": " (PostgreSQL's default)"}
 
 
 def test_data_compression(bench_postgres: str, postgres_url: str) -> None:
@@ -50,7 +51,7 @@ def test_data_compression(bench_postgres: str, postgres_url: str) -> None:
             add(
                 Row(
                     SECTION,
-                    f"{phase_name}, `data` at {name}" + (" (default)" if name == "pglz" else ""),
+                    f"{phase_name}, `data` at {name}" + DEFAULT.get(name, ""),
                     f"{phase.median:,.0f} rows/s",
                     STORAGE_ROWS,
                     STORAGE_ROWS / phase.median,

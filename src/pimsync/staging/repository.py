@@ -290,9 +290,10 @@ class StagingRepository(PushQueue, RunHistory):
         """
         seen = self._seen_tables.pop(entity)
         table = entity_tables[entity]
-        condition = (table.c.status != Status.DELETED_IN_PIM) & table.c.code.not_in(
-            select(seen.c.code)
-        )
+        # NOT EXISTS, not NOT IN: PostgreSQL plans it as a hash anti-join; NOT IN over a million
+        # seen codes that do not fit work_mem became a nested scan that never finished.
+        unseen = ~select(seen.c.code).where(seen.c.code == table.c.code).exists()
+        condition = (table.c.status != Status.DELETED_IN_PIM) & unseen
         if within_parents is not None:
             condition &= table.c.parent_code.in_(list(within_parents))
         codes = list(self.connection.scalars(select(table.c.code).where(condition)))
