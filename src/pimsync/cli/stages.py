@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 import orjson
 
@@ -10,6 +12,7 @@ from pimsync.app import App
 from pimsync.cli.base import cli, fresh_option, json_option, pass_app, remember_report
 from pimsync.config import FEEDS, PUSH_FEEDS
 from pimsync.lock import StopFlag, stop_signals
+from pimsync.pipeline.report import RunReport
 from pimsync.render import (
     ImportProgress,
     print_dry_run,
@@ -49,11 +52,7 @@ def import_full(
         for feed, wanted in zip(FEEDS, (attributes, categories, products, assets), strict=True)
         if wanted
     ]
-    with ImportProgress() as progress:
-        report = pipeline.run_full_import(app, chosen, observer=progress, fresh=fresh)
-    remember_report(report.as_dict())
-    render_import_report(report, as_json)
-    click.get_current_context().exit(report.exit_code)
+    _import(pipeline.run_full_import, app, chosen, fresh, as_json)
 
 
 @cli.command("import:incremental")
@@ -74,11 +73,7 @@ def import_incremental(app: App, feeds: tuple[str, ...], fresh: bool, as_json: b
         pimsync import:incremental
         pimsync import:incremental --feed products --json
     """
-    with ImportProgress() as progress:
-        report = pipeline.run_incremental_import(app, feeds, observer=progress, fresh=fresh)
-    remember_report(report.as_dict())
-    render_import_report(report, as_json)
-    click.get_current_context().exit(report.exit_code)
+    _import(pipeline.run_incremental_import, app, list(feeds), fresh, as_json)
 
 
 @cli.command("create")
@@ -176,6 +171,16 @@ def resync(
         fresh=fresh,
     )
     _push(app, "resync", options, as_json)
+
+
+def _import(
+    run: Callable[..., RunReport], app: App, feeds: list[str], fresh: bool, as_json: bool
+) -> None:
+    with ImportProgress() as progress:
+        report = run(app, feeds, observer=progress, fresh=fresh)
+    remember_report(report.as_dict())
+    render_import_report(report, as_json)
+    click.get_current_context().exit(report.exit_code)
 
 
 def _push(app: App, kind: str, options: pipeline.PushOptions, as_json: bool) -> None:

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
+    Table,
     bindparam,
     case,
     delete,
@@ -58,7 +60,7 @@ class PushQueue(Connected):
         elif force:
             statuses = [Status.NEW, Status.NEEDS_UPDATE, Status.SYNCED, Status.ERROR]
         else:
-            statuses = [Status.NEEDS_UPDATE, Status.NEW] if include_new else [Status.NEEDS_UPDATE]
+            statuses = _pending_statuses(include_new)
         query = (
             select(table)
             .where(table.c.id > after_id, table.c.status.in_(statuses), table.c.skipped.is_(False))
@@ -67,9 +69,7 @@ class PushQueue(Connected):
         )
         if only is not None:
             query = query.where(table.c.code.in_(only) | table.c.identifier.in_(only))
-        if has_parent is not None:
-            parent = table.c.parent_code
-            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        query = query.where(*_parent_filter(table, has_parent))
         if pushed_before is not None:
             query = query.where(table.c.pushed_at.is_(None) | (table.c.pushed_at < pushed_before))
         return [dict(row._mapping) for row in self.connection.execute(query)]
@@ -93,7 +93,7 @@ class PushQueue(Connected):
         """
         table = entity_tables[entity]
         now = utcnow()
-        statuses = [Status.NEEDS_UPDATE, Status.NEW] if include_new else [Status.NEEDS_UPDATE]
+        statuses = _pending_statuses(include_new)
         candidates = (
             select(table.c.id)
             .where(
@@ -105,9 +105,7 @@ class PushQueue(Connected):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        if has_parent is not None:
-            parent = table.c.parent_code
-            candidates = candidates.where(parent.is_not(None) if has_parent else parent.is_(None))
+        candidates = candidates.where(*_parent_filter(table, has_parent))
         claimed = self.connection.execute(
             update(table)
             .where(table.c.id.in_(candidates.scalar_subquery()))
@@ -122,20 +120,16 @@ class PushQueue(Connected):
     ) -> int:
         """Rows still to push (claimed or not)."""
         table = entity_tables[entity]
-        statuses = [Status.NEEDS_UPDATE, Status.NEW] if include_new else [Status.NEEDS_UPDATE]
+        statuses = _pending_statuses(include_new)
         query = select(func.count()).where(table.c.status.in_(statuses), table.c.skipped.is_(False))
-        if has_parent is not None:
-            parent = table.c.parent_code
-            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        query = query.where(*_parent_filter(table, has_parent))
         return int(self.connection.scalar(query) or 0)
 
     def count_waiting_new(self, entity: str, *, has_parent: bool | None = None) -> int:
         """New items that wait for `create --sku` because auto_create_new is off."""
         table = entity_tables[entity]
         query = select(func.count()).where(table.c.status == Status.NEW, table.c.skipped.is_(False))
-        if has_parent is not None:
-            parent = table.c.parent_code
-            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        query = query.where(*_parent_filter(table, has_parent))
         return int(self.connection.scalar(query) or 0)
 
     def mark_pushed(self, entity: str, results: Sequence[dict[str, Any]]) -> None:
@@ -259,37 +253,25 @@ class PushQueue(Connected):
             select(table)
             .where(
                 table.c.id > after_id,
-                table.c.status == Status.DELETED_IN_PIM,
-                table.c.pushed_hash.is_not(None),
-                table.c.skipped.is_(False),
+                *_deletion_pending(table),
             )
             .order_by(table.c.id)
             .limit(limit)
         )
-        if has_parent is not None:
-            parent = table.c.parent_code
-            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        query = query.where(*_parent_filter(table, has_parent))
         return [dict(row._mapping) for row in self.connection.execute(query)]
 
     def count_pending_deletions(self, entity: str, *, has_parent: bool | None = None) -> int:
         table = entity_tables[entity]
-        query = select(func.count()).where(
-            table.c.status == Status.DELETED_IN_PIM,
-            table.c.pushed_hash.is_not(None),
-            table.c.skipped.is_(False),
-        )
-        if has_parent is not None:
-            parent = table.c.parent_code
-            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        query = select(func.count()).where(*_deletion_pending(table))
+        query = query.where(*_parent_filter(table, has_parent))
         return int(self.connection.scalar(query) or 0)
 
     def count_in_magento(self, entity: str, *, has_parent: bool | None = None) -> int:
         """Rows Magento holds as far as staging knows (pushed at least once, not yet removed)."""
         table = entity_tables[entity]
         query = select(func.count()).where(table.c.pushed_hash.is_not(None))
-        if has_parent is not None:
-            parent = table.c.parent_code
-            query = query.where(parent.is_not(None) if has_parent else parent.is_(None))
+        query = query.where(*_parent_filter(table, has_parent))
         return int(self.connection.scalar(query) or 0)
 
     def mark_deletion_exported(self, entity: str, code: str, *, deleted: bool) -> None:
@@ -408,3 +390,24 @@ class PushQueue(Connected):
         self.connection.execute(
             update(product_media).where(product_media.c.id == row_id).values(**values)
         )
+
+
+def _parent_filter(table: Table, has_parent: bool | None) -> list[ColumnElement[bool]]:
+    """Rows with a parent (variants, sub models), without one, or all of them (None)."""
+    if has_parent is None:
+        return []
+    parent = table.c.parent_code
+    return [parent.is_not(None) if has_parent else parent.is_(None)]
+
+
+def _pending_statuses(include_new: bool) -> list[str]:
+    return [Status.NEEDS_UPDATE, Status.NEW] if include_new else [Status.NEEDS_UPDATE]
+
+
+def _deletion_pending(table: Table) -> list[ColumnElement[bool]]:
+    """Deleted in the PIM, held by Magento (pushed, deletion not exported yet), not skipped."""
+    return [
+        table.c.status == Status.DELETED_IN_PIM,
+        table.c.pushed_hash.is_not(None),
+        table.c.skipped.is_(False),
+    ]
