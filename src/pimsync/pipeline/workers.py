@@ -224,15 +224,12 @@ def run_worker(
             phase = Phase.loads(repo.state(PHASE_KEY))
             status = repo.run_status(phase.run_id) if phase else None
             repo.commit()
-            if run_id is not None and (
-                (phase is not None and phase.run_id == run_id and phase.state == "done")
-                or (status not in (None, "in_progress") and phase and phase.run_id == run_id)
-            ):
-                break
-            wanted = phase is not None and phase.state == "running" and status == "in_progress"
-            if wanted and run_id is not None and phase is not None and phase.run_id != run_id:
-                wanted = False
-            if not wanted or phase is None:
+            ours = phase is not None and (run_id is None or phase.run_id == run_id)
+            if run_id is not None and ours and phase is not None:
+                ended = status not in (None, "in_progress")
+                if phase.state == "done" or ended:  # the run needs no more workers
+                    break
+            if not ours or phase is None or phase.state != "running" or status != "in_progress":
                 if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
                     break
                 time.sleep(POLL_SECONDS)
