@@ -51,6 +51,46 @@ def test_needs_update_rule(repo: StagingRepository):
     assert repo.get("products", "a")["status"] == Status.SYNCED  # changed back to what was pushed
 
 
+def test_a_changed_item_rewrites_every_column_whichever_of_them_changed(repo: StagingRepository):
+    # Indexed columns (identifier, parent, status) are written only when they change: a change
+    # of content alone, of the parent, and of the identifier must each land.
+    def staged(code: str, data: dict, parent: str | None, identifier: str) -> StagedItem:
+        return StagedItem(
+            code=code,
+            data=orjson.dumps(data),
+            hash=content_hash(data),
+            identifier=identifier,
+            parent_code=parent,
+            label=str(data.get("v")),
+        )
+
+    first = [staged("a", {"v": 1}, "m1", "SKU-A"), staged("b", {"v": 1}, "m1", "SKU-B")]
+    repo.upsert_fetched("products", first)
+    repo.commit()
+    mark_pushed(repo, "products", "b")
+    later = [staged("a", {"v": 2}, "m1", "SKU-A"), staged("b", {"v": 2}, "m2", "SKU-B2")]
+    counts = repo.upsert_fetched("products", later)
+    repo.commit()
+
+    assert counts.changed == 2
+    a, b = repo.get("products", "a"), repo.get("products", "b")
+    assert (a["data"], a["label"], a["parent_code"], a["identifier"], a["status"]) == (
+        '{"v":2}',
+        "2",
+        "m1",
+        "SKU-A",
+        Status.NEW,
+    )
+    assert (b["data"], b["label"], b["parent_code"], b["identifier"], b["status"]) == (
+        '{"v":2}',
+        "2",
+        "m2",
+        "SKU-B2",
+        Status.NEEDS_UPDATE,
+    )
+    assert a["hash"] == content_hash({"v": 2}) == b["hash"]
+
+
 def test_unseen_rows_are_flagged_deleted_only_by_a_complete_listing(repo: StagingRepository):
     repo.upsert_fetched("categories", [item("a", {}), item("b", {}), item("c", {})])
     repo.commit()
