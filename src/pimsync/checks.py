@@ -219,10 +219,11 @@ def _pim_read(client: PimClient) -> CheckResult:
     path = f"/api/rest/v1/{client.settings.product_endpoint}"
     try:
         # page_size is 1 in the check's settings copy, and only the first page is asked for.
-        items = next(client.products(), [])
+        page = next(client.products(), None)
     except PimsyncError as exc:
         return _failure(name, exc, PIM_URL)
-    return CheckResult(name, True, f"read {len(items)} product(s) from {path}")
+    count = 0 if page is None else len(page)
+    return CheckResult(name, True, f"read {count} product(s) from {path}")
 
 
 # -- Magento -------------------------------------------------------------------------------------

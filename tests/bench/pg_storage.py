@@ -25,7 +25,8 @@ import orjson
 from sqlalchemy import Engine, text
 
 from pimsync.config import load_config
-from pimsync.pim.client import Parsed, PimClient
+from pimsync.pim.client import PimClient
+from pimsync.pim.records import Parsed
 from pimsync.pipeline.fetch import _staged_item
 from pimsync.staging.database import open_engine, upgrade
 from pimsync.staging.hashing import content_hash

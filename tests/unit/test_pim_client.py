@@ -11,7 +11,8 @@ import pytest
 
 from pimsync.config import PimConfig
 from pimsync.errors import PimError
-from pimsync.pim.client import Parsed, PimClient, Rejected
+from pimsync.pim.client import PimClient
+from pimsync.pim.records import Parsed, Rejected
 
 Handler = Callable[[httpx.Request], httpx.Response]
 SETTINGS = PimConfig(

@@ -2,18 +2,16 @@
 
 OAuth password grant with refresh, `_links.next` pagination, the `updated` search filter, and
 retries on 408/429/5xx/transport errors (honouring `Retry-After`). Every failure that stops a run
-becomes a one-line `PimError` naming the setting to fix. Pages are validated here, record by
-record, so a malformed record is rejected alone and the rest of its page is staged.
+becomes a one-line `PimError` naming the setting to fix. Listings yield `Page`s of raw records,
+validated record by record when they are read (records.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
-from pydantic import ValidationError
 from tenacity import (
     RetryError,
     Retrying,
@@ -43,9 +40,9 @@ from pimsync.pim.models import (
     PimRecord,
     Product,
     ProductModel,
-    describe_validation_error,
 )
 from pimsync.pim.pagination import NextLinkPaginator
+from pimsync.pim.records import MAX_RECORD_BYTES, Item, Page
 from pimsync.retry import RetryAfterWait, log_retry
 from pimsync.tls import ca_bundle_context
 
@@ -79,26 +76,6 @@ def _error_message(response: httpx.Response) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return f"{response.status_code} {body['message']}"
     return f"{response.status_code} {response.reason_phrase}".strip()
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """A record that passed validation, with its raw JSON (what is staged and hashed)."""
-
-    record: PimRecord
-    raw: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A record that failed validation: quarantined under `code` with `reason`."""
-
-    code: str
-    raw: Any
-    reason: str
-
-
-Item = Parsed | Rejected
 
 
 class PimClient:
@@ -168,40 +145,40 @@ class PimClient:
         except (TypeError, ValueError):
             raise PimError(f"the PIM sent an unreadable Date header {date!r}") from None
 
-    def attributes(self, updated_since: datetime | None = None) -> Iterator[list[Item]]:
+    def attributes(self, updated_since: datetime | None = None) -> Iterator[Page]:
         yield from self._list(f"{API}/attributes", Attribute, self._structure_filter(updated_since))
 
-    def attribute_options(self, attribute: str) -> Iterator[list[Item]]:
+    def attribute_options(self, attribute: str) -> Iterator[Page]:
         path = f"{API}/attributes/{quote(attribute)}/options"
         yield from self._list(path, AttributeOption, {}, extra={"attribute": attribute})
 
-    def families(self, updated_since: datetime | None = None) -> Iterator[list[Item]]:
+    def families(self, updated_since: datetime | None = None) -> Iterator[Page]:
         yield from self._list(f"{API}/families", Family, self._structure_filter(updated_since))
 
-    def family_variants(self, family: str) -> Iterator[list[Item]]:
+    def family_variants(self, family: str) -> Iterator[Page]:
         path = f"{API}/families/{quote(family)}/variants"
         yield from self._list(path, FamilyVariant, {}, extra={"family": family})
 
-    def categories(self, updated_since: datetime | None = None) -> Iterator[list[Item]]:
+    def categories(self, updated_since: datetime | None = None) -> Iterator[Page]:
         yield from self._list(f"{API}/categories", Category, self._structure_filter(updated_since))
 
     # -- products --------------------------------------------------------------------------------
 
-    def product_models(self, updated_since: datetime | None = None) -> Iterator[list[Item]]:
+    def product_models(self, updated_since: datetime | None = None) -> Iterator[Page]:
         params = self._product_filter(updated_since)
         yield from self._list(f"{API}/product-models", ProductModel, params)
 
-    def products(self, updated_since: datetime | None = None) -> Iterator[list[Item]]:
+    def products(self, updated_since: datetime | None = None) -> Iterator[Page]:
         params = self._product_filter(updated_since)
         yield from self._list(f"{API}/{self.settings.product_endpoint}", Product, params)
 
-    def media_files(self) -> Iterator[list[Item]]:
+    def media_files(self) -> Iterator[Page]:
         yield from self._list(f"{API}/media-files", MediaFile, {})
 
     def media_file(self, code: str) -> Item:
         """One media file's metadata; the code keeps its slashes, as Akeneo's route expects."""
         body = self._get_json(f"{API}/media-files/{quote(code, safe='/')}", None)
-        return _screen(MediaFile, body) or _parse(MediaFile, body)
+        return Page(MediaFile, [body], suspect=True)[0]
 
     def download(self, url: str) -> bytes:
         """A media file's bytes (from its `_links.download.href`), with the usual retries."""
@@ -232,7 +209,7 @@ class PimClient:
         model: type[PimRecord],
         params: dict[str, str],
         extra: dict[str, str] | None = None,
-    ) -> Iterator[list[Item]]:
+    ) -> Iterator[Page]:
         """Yield each page of a list endpoint as validated items, following `_links.next`."""
         paginator = NextLinkPaginator()
         url: str = path
@@ -242,13 +219,10 @@ class PimClient:
             page = paginator.parse(body, url)
             # Only a page that could hold a record pimsync cannot stage is looked at closely.
             suspect = isinstance(body, _LenientBody) or body.size > MAX_RECORD_BYTES
-            items = []
-            for raw in page.items:
-                if extra and isinstance(raw, dict):
-                    raw = {**raw, **extra}
-                rejected = _screen(model, raw) if suspect else None
-                items.append(rejected or _parse(model, raw))
-            yield items
+            raws = page.items
+            if extra:
+                raws = [{**raw, **extra} if isinstance(raw, dict) else raw for raw in raws]
+            yield Page(model, raws, suspect=suspect)
             if page.next_url is None:
                 return
             url, query = page.next_url, None
@@ -430,12 +404,6 @@ class PimClient:
         self._renew_token()
 
 
-# A record larger than this is quarantined, not staged: Akeneo's largest text value holds
-# 65,535 characters, so a record of megabytes is a mistake (a file pasted into a text field),
-# and it would weigh on every hash, payload and request that carries it.
-MAX_RECORD_BYTES = 4_000_000
-
-
 class _Body(dict[str, Any]):
     """A list page as parsed, with the size of the answer it came from."""
 
@@ -462,79 +430,5 @@ def _lenient_json(content: bytes) -> Any:
     return _LenientBody(body, len(content)) if isinstance(body, dict) else None
 
 
-def _screen(model: type[PimRecord], raw: Any) -> Rejected | None:
-    """The rejection of a record that cannot be staged as sent (text that is not valid UTF-8,
-    or larger than MAX_RECORD_BYTES); None when it can."""
-    try:
-        size = len(orjson.dumps(raw))
-    except TypeError as exc:
-        where = _first_invalid_text(raw)
-        if where is not None:
-            reason = f"{where}: text that is not valid UTF-8 in the PIM's answer"
-        else:
-            reason = f"cannot be stored as JSON ({exc})"
-        return Rejected(_fallback_code(model, raw), raw, reason)
-    if size > MAX_RECORD_BYTES:
-        reason = (
-            f"record of {size / 1e6:.1f} MB, larger than the {MAX_RECORD_BYTES / 1e6:.0f} MB "
-            "pimsync stages: look for a file pasted into a text value"
-        )
-        return Rejected(_fallback_code(model, raw), raw, reason)
-    return None
-
-
-def _first_invalid_text(value: Any, where: str = "record") -> str | None:
-    """The path of the first string in `value` holding a lone surrogate, if any."""
-    if isinstance(value, str):
-        return None if _valid(value) else where
-    children: list[tuple[str, Any]] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            path = key if where == "record" else f"{where}.{key}"
-            children += [(path, key), (path, item)]
-    elif isinstance(value, list):
-        children = [(f"{where}[{index}]", item) for index, item in enumerate(value)]
-    for path, child in children:
-        found = _first_invalid_text(child, path)
-        if found is not None:
-            return found
-    return None
-
-
-def _valid(text: str) -> bool:
-    """Whether `text` can be written as UTF-8 (text read leniently may hold lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _search(filters: dict[str, Any]) -> str:
     return orjson.dumps(filters).decode()
-
-
-def _parse(model: type[PimRecord], raw: Any) -> Item:
-    try:
-        record = model.model_validate(raw)
-        record.staging_code()
-    except ValidationError as exc:
-        return Rejected(_fallback_code(model, raw), raw, describe_validation_error(exc))
-    except ValueError as exc:
-        return Rejected(_fallback_code(model, raw), raw, str(exc))
-    return Parsed(record, raw)
-
-
-def _fallback_code(model: type[PimRecord], raw: Any) -> str:
-    """The code a rejected record is quarantined under: its own when readable, else its hash."""
-    if isinstance(raw, dict):
-        for key in model.key_fields:
-            value = raw.get(key)
-            if isinstance(value, str) and 0 < len(value) <= 200 and _valid(value):
-                parent = raw.get(model.parent_key) if model.parent_key else None
-                return f"{parent}/{value}" if isinstance(parent, str) else value
-    try:
-        data = orjson.dumps(raw, default=str)
-    except TypeError:  # text that is not valid UTF-8
-        data = repr(raw).encode("utf-8", "backslashreplace")
-    return f"invalid:{hashlib.sha256(data).hexdigest()[:16]}"

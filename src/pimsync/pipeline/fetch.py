@@ -12,7 +12,7 @@ import gc
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -21,8 +21,9 @@ import orjson
 
 from pimsync.config import FEEDS, Config
 from pimsync.lock import RunLock
-from pimsync.pim.client import Item, Parsed, PimClient, Rejected
+from pimsync.pim.client import PimClient
 from pimsync.pim.models import Product
+from pimsync.pim.records import Item, Parsed, Rejected
 from pimsync.pipeline.report import FeedReport, RunReport
 from pimsync.pipeline.watermark import next_watermark, since_for
 from pimsync.staging.hashing import content_hash
@@ -207,7 +208,7 @@ def _stage_entity(
     context: ImportContext,
     report: FeedReport,
     entity: str,
-    pages: Iterator[list[Item]],
+    pages: Iterator[Sequence[Item]],
     *,
     reconcile: bool = False,
     track: bool = True,
@@ -341,11 +342,13 @@ def _media_codes_referenced(repo: StagingRepository) -> set[str]:
 _DONE = object()
 
 
-def prefetch(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
+def prefetch(pages: Iterator[T], depth: int = 4) -> Iterator[T]:
     """Read `pages` in a background thread, at most `depth` ahead of the consumer.
 
-    While the main thread hashes and writes one page, the next is already on its way: the
-    PIM's latency and our database writes overlap instead of adding up. An exception in the
+    While the main thread validates, hashes and writes one page, the next ones are already on
+    their way: the PIM's latency and our own work overlap instead of adding up. The reader
+    only fetches and parses (a `Page` is validated by the consumer), so it asks for the next
+    page as soon as it knows where it is. An exception in the
     reader is raised in the consumer; a consumer that stops early stops the reader.
     """
     buffer: queue.Queue[object] = queue.Queue(maxsize=depth)

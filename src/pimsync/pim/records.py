@@ -1,0 +1,170 @@
+"""PIM records as a listing delivers them: validated one by one, so a malformed record is
+rejected alone (and quarantined) while the rest of its page is staged.
+
+A `Page` is validated by whoever reads it first, not by the thread that fetched it: the
+importer's reader thread only fetches and parses JSON, so it can ask for the next page at
+once, and the validation runs beside the staging instead of in front of the next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+import orjson
+from pydantic import ValidationError
+
+from pimsync.pim.models import PimRecord, describe_validation_error
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A record that passed validation, with its raw JSON (what is staged and hashed)."""
+
+    record: PimRecord
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that failed validation: quarantined under `code` with `reason`."""
+
+    code: str
+    raw: Any
+    reason: str
+
+
+Item = Parsed | Rejected
+
+
+class Page(Sequence[Item]):
+    """One page of a listing: its raw records, validated as `model` on first access.
+
+    `suspect` pages (read by the lenient parser, or larger than a record may be) are screened
+    record by record for text that cannot be stored and for oversized records first.
+    """
+
+    __slots__ = ("_items", "_model", "_raws", "_suspect")
+
+    def __init__(self, model: type[PimRecord], raws: list[Any], *, suspect: bool = False) -> None:
+        self._model = model
+        self._raws = raws
+        self._suspect = suspect
+        self._items: list[Item] | None = None
+
+    def _validated(self) -> list[Item]:
+        if self._items is None:
+            model, suspect = self._model, self._suspect
+            self._items = [
+                (_screen(model, raw) if suspect else None) or _parse(model, raw)
+                for raw in self._raws
+            ]
+            self._raws = []
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._raws) if self._items is None else len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Item]: ...
+
+    def __getitem__(self, index: int | slice) -> Item | Sequence[Item]:
+        return self._validated()[index]
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self._validated())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Page({self._model.__name__}, {len(self)} records)"
+
+
+# A record larger than this is quarantined, not staged: Akeneo's largest text value holds
+# 65,535 characters, so a record of megabytes is a mistake (a file pasted into a text field),
+# and it would weigh on every hash, payload and request that carries it.
+MAX_RECORD_BYTES = 4_000_000
+
+
+def _screen(model: type[PimRecord], raw: Any) -> Rejected | None:
+    """The rejection of a record that cannot be staged as sent (text that is not valid UTF-8,
+    or larger than MAX_RECORD_BYTES); None when it can."""
+    try:
+        size = len(orjson.dumps(raw))
+    except TypeError as exc:
+        where = _first_invalid_text(raw)
+        if where is not None:
+            reason = f"{where}: text that is not valid UTF-8 in the PIM's answer"
+        else:
+            reason = f"cannot be stored as JSON ({exc})"
+        return Rejected(_fallback_code(model, raw), raw, reason)
+    if size > MAX_RECORD_BYTES:
+        reason = (
+            f"record of {size / 1e6:.1f} MB, larger than the {MAX_RECORD_BYTES / 1e6:.0f} MB "
+            "pimsync stages: look for a file pasted into a text value"
+        )
+        return Rejected(_fallback_code(model, raw), raw, reason)
+    return None
+
+
+def _first_invalid_text(value: Any, where: str = "record") -> str | None:
+    """The path of the first string in `value` holding a lone surrogate, if any."""
+    if isinstance(value, str):
+        return None if _valid(value) else where
+    children: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = key if where == "record" else f"{where}.{key}"
+            children += [(path, key), (path, item)]
+    elif isinstance(value, list):
+        children = [(f"{where}[{index}]", item) for index, item in enumerate(value)]
+    for path, child in children:
+        found = _first_invalid_text(child, path)
+        if found is not None:
+            return found
+    return None
+
+
+def _valid(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (text read leniently may hold lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _parse(model: type[PimRecord], raw: Any) -> Item:
+    try:
+        record = model.model_validate(raw)
+        record.staging_code()
+    except ValidationError as exc:
+        return Rejected(_fallback_code(model, raw), raw, describe_validation_error(exc))
+    except ValueError as exc:
+        return Rejected(_fallback_code(model, raw), raw, str(exc))
+    return Parsed(record, raw)
+
+
+def _fallback_code(model: type[PimRecord], raw: Any) -> str:
+    """The code a rejected record is quarantined under: its own when readable, else its hash."""
+    if isinstance(raw, dict):
+        for key in model.key_fields:
+            value = raw.get(key)
+            if isinstance(value, str) and 0 < len(value) <= 200 and _valid(value):
+                parent = raw.get(model.parent_key) if model.parent_key else None
+                return f"{parent}/{value}" if isinstance(parent, str) else value
+    try:
+        data = orjson.dumps(raw, default=str)
+    except TypeError:  # text that is not valid UTF-8
+        data = repr(raw).encode("utf-8", "backslashreplace")
+    return f"invalid:{hashlib.sha256(data).hexdigest()[:16]}"
