@@ -96,6 +96,19 @@ class PimClient:
         self._refresh_token: str | None = None
         self._token_expires_at = 0.0
         self._wait = RetryAfterWait(settings.max_retry_wait)
+        # One controller for every request (tenacity keeps its per-call state thread-local): a
+        # controller per request formed a reference cycle that kept the parsed page alive until
+        # the cyclic GC ran.
+        self._retry = Retrying(
+            retry=retry_if_exception_type(
+                (RetryableHTTPError, httpx.TransportError, MalformedResponseError)
+            ),
+            stop=stop_after_attempt(settings.max_attempts),
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=log_retry,
+            reraise=False,
+        )
         self.requests_sent = 0
 
     @classmethod
@@ -252,18 +265,8 @@ class PimClient:
         return response
 
     def _retrying(self, url: str, call: Callable[[], Any]) -> Any:
-        retrying = Retrying(
-            retry=retry_if_exception_type(
-                (RetryableHTTPError, httpx.TransportError, MalformedResponseError)
-            ),
-            stop=stop_after_attempt(self.settings.max_attempts),
-            wait=self._wait,
-            sleep=self._sleep,
-            before_sleep=log_retry,
-            reraise=False,
-        )
         try:
-            return retrying(call)
+            return self._retry(call)
         except RetryError as exc:
             raise self._unavailable(url, exc.last_attempt.exception()) from None
         except FatalHTTPError as exc:
