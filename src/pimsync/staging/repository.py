@@ -293,9 +293,12 @@ class StagingRepository(PushQueue, RunHistory):
         seen = self._seen_tables.get(entity)
         if seen is None:
             return
-        rows = [{"code": code} for code in codes]
+        rows = [(code,) for code in codes]
         if rows:
-            self.connection.execute(_insert_ignore(self.connection, seen), rows)
+            # Straight to the driver, like the entity rows: a full import notes every code, and
+            # Core's per-row parameter handling cost ~7.5 us of SQLite's ~1 us here.
+            sql = f"INSERT INTO {seen.name} (code) VALUES ({self._marker()}) ON CONFLICT DO NOTHING"
+            self.connection.exec_driver_sql(sql, rows)
 
     def mark_unseen_deleted(
         self, entity: str, *, within_parents: Iterable[str] | None = None
@@ -385,17 +388,6 @@ class StagingRepository(PushQueue, RunHistory):
         table = entity_tables[entity]
         row = self.connection.execute(select(table).where(table.c.code == code)).first()
         return dict(row._mapping) if row else None
-
-
-def _insert_ignore(connection: Connection, table: Table) -> Any:
-    """INSERT that skips rows whose key already exists, in the connection's dialect."""
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 def staging_failure(exc: SQLAlchemyError) -> StagingError:
