@@ -17,7 +17,15 @@ from pimsync import pipeline
 from pimsync.pipeline import imports
 from pimsync.testing.fake_magento import FakeMagento
 from pimsync.testing.fake_pim import FakePim
-from tests.reliability.support import PUSH_PRODUCTS, build_app
+from tests.reliability.support import PUSH_PRODUCTS, build_app, built_apps
+
+
+@pytest.fixture(autouse=True)
+def close_built_apps() -> Iterator[None]:
+    """Close what a test's apps left open, whether or not the test got to close them."""
+    yield
+    while built_apps:
+        built_apps.pop().close()
 
 
 @pytest.fixture(autouse=True)

@@ -31,6 +31,11 @@ MAGENTO_ENV = {
 PRODUCTS_PATH = "/api/rest/v1/products-uuid"
 PUSH_PRODUCTS = 20  # enough for configurables with variants, images and every feed
 
+# Every app `build_app` made; the suite's conftest closes them after each test, so a test that
+# fails before its own `app.close()` does not leave a PostgreSQL connection to be collected
+# (and warned about) in whichever test runs next.
+built_apps: list[App] = []
+
 
 def build_app(
     staging_url: str,
@@ -47,12 +52,14 @@ def build_app(
         sleep: Callable[[float], None] = sleeps.append
     else:
         sleep = sleeps or (lambda _seconds: None)
-    return App(
+    app = App(
         config,
         pim_transport=httpx.MockTransport(pim),
         magento_transport=httpx.MockTransport(magento) if magento is not None else None,
         sleep=sleep,
     )
+    built_apps.append(app)
+    return app
 
 
 def armed_at(handler: Handler, path: str, request_number: int, arm: Callable[[], None]) -> Handler:

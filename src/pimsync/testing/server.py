@@ -108,22 +108,35 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
+        """The request body; None when the client went away before sending all of it."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks: list[bytes] = []
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline()
+                if not line.endswith(b"\n"):
+                    return None
+                size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    return None
+                chunks.append(chunk)
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        return body if len(body) == length else None
 
     def _dispatch(self) -> None:
         body = self._read_body()
+        if body is None:
+            # A web server never hands a half-received request to the application: a client
+            # killed while sending must not reach the handler as a truncated write.
+            self.close_connection = True
+            return
         host = self.headers.get("Host") or self.server.base_url.removeprefix("http://")
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in _SKIPPED_HEADERS]
         request = httpx.Request(
