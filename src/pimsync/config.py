@@ -91,6 +91,9 @@ class StagingConfig(Section):
     # Empty means "staging.db next to the config file"; resolved by load_config.
     url: str = ""
     batch_size: int = Field(default=1000, ge=1, le=10000)
+    # Processes that validate and hash the pages of a large listing beside the importing one;
+    # 0 does everything in the importing process.
+    prepare_processes: int = Field(default=2, ge=0, le=64)
 
 
 DeletionMode = Literal["ignore", "disable", "delete"]

@@ -27,10 +27,10 @@ from sqlalchemy import Engine, text
 from pimsync.config import load_config
 from pimsync.pim.client import PimClient
 from pimsync.pim.records import Parsed
-from pimsync.pipeline.fetch import _staged_item
 from pimsync.staging.database import open_engine, upgrade
 from pimsync.staging.hashing import content_hash
-from pimsync.staging.repository import StagedItem, StagingRepository
+from pimsync.staging.prepare import StagedItem, staged_item
+from pimsync.staging.repository import StagingRepository
 from pimsync.testing.fake_pim import FakePim
 from tests.conftest import PIM_ENV
 
@@ -67,7 +67,7 @@ def realistic_items(count: int) -> list[StagedItem]:
     items: list[StagedItem] = []
     with PimClient.from_config(config.pim, transport) as client:
         for page in client.products():
-            items += [_staged_item(i, "sku") for i in page if isinstance(i, Parsed)]
+            items += [staged_item(i, "sku") for i in page if isinstance(i, Parsed)]
     assert len(items) == count, f"{count - len(items)} products were not valid"
     return items
 
@@ -77,7 +77,7 @@ def changed(item: StagedItem, stamp: str) -> StagedItem:
     record = orjson.loads(item.data)
     record["values"]["ean"] = [{"locale": None, "scope": None, "data": stamp}]
     record["updated"] = "2026-06-01T00:00:00+00:00"
-    data = orjson.dumps(record)
+    data = orjson.dumps(record).decode()
     return dataclasses.replace(item, data=data, hash=content_hash(record))
 
 

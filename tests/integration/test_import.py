@@ -251,3 +251,62 @@ def test_incremental_assets_read_only_the_unknown_media_of_changed_products(app,
     report = pipeline.run_incremental_import(app, ["products", "assets"])
     assert (report.feeds["assets"].fetched, report.feeds["assets"].new) == (1, 1)
     assert staged_record(app, "assets", code)["code"] == code
+
+
+def test_a_large_listing_prepared_by_processes_stages_what_one_process_stages(
+    staging_url, tmp_path, monkeypatch
+):
+    # Past POOL_AFTER_PAGES pages, products are validated and hashed in other processes: what
+    # lands in staging must not depend on where a page was prepared.
+    from pimsync.pipeline import preparers
+
+    monkeypatch.setattr(preparers, "POOL_AFTER_PAGES", 2)
+    pooled: list[int] = []  # pages each run had prepared by the pool, noted when it closes
+    close = preparers.PagePreparer.close
+
+    def noting_close(self: preparers.PagePreparer) -> None:
+        pooled.append(self.pooled_pages)
+        close(self)
+
+    monkeypatch.setattr(preparers.PagePreparer, "close", noting_close)
+    pim = FakePim(products=1500)  # 15 pages of products
+    bad_uuid = pim.catalog.uuid(1234)  # on a page the pool prepares
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = pim(request)
+        if not request.url.path.endswith("/products-uuid"):
+            return response
+        body = orjson.loads(response.content)
+        for item in body["_embedded"]["items"]:
+            if item["uuid"] == bad_uuid:
+                item["values"]["name"] = "not a list of values"
+        return httpx.Response(200, json=body, headers=response.headers)
+
+    rows = {}
+    for processes, url in ((0, f"sqlite:///{tmp_path / 'one.db'}"), (2, staging_url)):
+        config = make_config(url, PIMSYNC_STAGING__PREPARE_PROCESSES=str(processes))
+        app = pim_app(config, handler)
+        try:
+            report = pipeline.run_full_import(app, feeds=["attributes", "products"])
+            assert report.feeds["products"].quarantined == 1
+            rows[processes] = {
+                entity: staged_rows(app, entity) for entity in ("products", "product_models")
+            }
+        finally:
+            app.close()
+    assert pooled[0] == 0 and pooled[1] >= 13  # products: 15 pages, the first 2 prepared here
+    assert rows[2] == rows[0]
+    assert len(rows[2]["products"]) == 1500
+    assert rows[2]["products"][bad_uuid][6] == "quarantined"
+
+
+def staged_rows(app, entity: str) -> dict[str, tuple]:
+    from sqlalchemy import select
+
+    from pimsync.staging.tables import entity_tables
+
+    table = entity_tables[entity]
+    columns = ("code", "hash", "data", "identifier", "parent_code", "label", "status", "last_error")
+    with app.repository() as repo:
+        result = repo.connection.execute(select(*(table.c[c] for c in columns)))
+        return {row.code: tuple(row) for row in result}

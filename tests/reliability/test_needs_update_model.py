@@ -96,7 +96,7 @@ class NeedsUpdateRule(RuleBasedStateMachine):
     @rule(batch=st.lists(st.tuples(CODES, HASHES), min_size=1, max_size=6))
     def fetch(self, batch: list[tuple[str, str]]) -> None:
         before = self._rows()
-        items = [StagedItem(code, f'{{"hash": "{h}"}}'.encode(), h) for code, h in batch]
+        items = [StagedItem(code, f'{{"hash": "{h}"}}', h) for code, h in batch]
         counts = self.repo.upsert_fetched("products", items)
         self.repo.commit()
         self.model, expected = expected_upsert(self.model, batch)

@@ -36,7 +36,8 @@ from pimsync import pipeline
 from pimsync.app import App
 from pimsync.errors import InterruptedRunError
 from pimsync.pipeline import push_media, push_runner
-from pimsync.pipeline.fetch import ImportObserver, prefetch
+from pimsync.pipeline.fetch import ImportObserver
+from pimsync.pipeline.overlap import prefetch
 from pimsync.testing.fake_magento import FakeMagento
 from pimsync.testing.fake_pim import FakePim
 from tests.helpers import mark_all_synced

@@ -181,7 +181,7 @@ def stage(repo, entity: str, *items: tuple[str, str | None, str | None, str | No
     repo.upsert_fetched(
         entity,
         [
-            StagedItem(code, b"{}", code.ljust(64, "0")[:64], identifier, parent, label)
+            StagedItem(code, "{}", code.ljust(64, "0")[:64], identifier, parent, label)
             for code, identifier, parent, label in items
         ],
     )

@@ -11,7 +11,7 @@ from pimsync.staging.tables import Status
 
 def item(code: str, data: dict, parent: str | None = None) -> StagedItem:
     return StagedItem(
-        code=code, data=orjson.dumps(data), hash=content_hash(data), parent_code=parent
+        code=code, data=orjson.dumps(data).decode(), hash=content_hash(data), parent_code=parent
     )
 
 
@@ -57,7 +57,7 @@ def test_a_changed_item_rewrites_every_column_whichever_of_them_changed(repo: St
     def staged(code: str, data: dict, parent: str | None, identifier: str) -> StagedItem:
         return StagedItem(
             code=code,
-            data=orjson.dumps(data),
+            data=orjson.dumps(data).decode(),
             hash=content_hash(data),
             identifier=identifier,
             parent_code=parent,

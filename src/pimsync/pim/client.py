@@ -12,6 +12,7 @@ import json
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -57,20 +58,20 @@ class MalformedResponseError(Exception):
     """A 2xx answer whose body is not the JSON we asked for (truncated, or an HTML page)."""
 
 
-def classify_response(response: httpx.Response) -> None:
+def classify_response(response: httpx.Response, content: bytes) -> None:
     """Raise for any answer that is not a success: retryable (408, 429, 5xx) or fatal (4xx)."""
     status = response.status_code
     if status < 400:
         return
-    message = _error_message(response)
+    message = _error_message(response, content)
     if status in (408, 429) or status >= 500:
         raise RetryableHTTPError(response, message)
     raise FatalHTTPError(response, message)
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(response: httpx.Response, content: bytes) -> str:
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
         return f"{response.status_code} {response.reason_phrase}".strip()
     if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -195,9 +196,8 @@ class PimClient:
 
     def download(self, url: str) -> bytes:
         """A media file's bytes (from its `_links.download.href`), with the usual retries."""
-        response = self._retrying(url, lambda: self._send("GET", url, authenticated=True))
-        content: bytes = response.content
-        return content
+        answer: Answer = self._retrying(url, lambda: self._send("GET", url, authenticated=True))
+        return answer.content
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -231,38 +231,40 @@ class PimClient:
             body = self._get_json(url, query)
             page = paginator.parse(body, url)
             # Only a page that could hold a record pimsync cannot stage is looked at closely.
-            suspect = isinstance(body, _LenientBody) or body.size > MAX_RECORD_BYTES
+            suspect = isinstance(body, _LenientBody) or len(body.content) > MAX_RECORD_BYTES
             raws = page.items
             if extra:
                 raws = [{**raw, **extra} if isinstance(raw, dict) else raw for raw in raws]
-            yield Page(model, raws, suspect=suspect)
+            # Records kept as sent can be parsed again from the answer (in another process).
+            content = None if suspect or extra else body.content
+            yield Page(model, raws, suspect=suspect, content=content)
             if page.next_url is None:
                 return
             url, query = page.next_url, None
 
     def _get_json(self, url: str, params: dict[str, str] | None) -> Any:
         def attempt() -> Any:
-            response = self._send("GET", url, params=params, authenticated=True)
-            content = response.content
+            answer = self._send("GET", url, params=params, authenticated=True)
+            content = answer.content
             try:
                 body = orjson.loads(content)
             except orjson.JSONDecodeError:
                 body = _lenient_json(content)
                 if body is None:
-                    kind = response.headers.get("Content-Type", "unknown content")
+                    kind = answer.response.headers.get("Content-Type", "unknown content")
                     raise MalformedResponseError(
                         f"the PIM answered {url} with a body that is not JSON ({kind})"
                     ) from None
                 return body
-            return _Body(body, len(content)) if isinstance(body, dict) else body
+            return _Body(body, content) if isinstance(body, dict) else body
 
         return self._retrying(url, attempt)
 
     def _request(self, method: str, url: str, *, authenticated: bool) -> httpx.Response:
-        response: httpx.Response = self._retrying(
+        answer: Answer = self._retrying(
             url, lambda: self._send(method, url, authenticated=authenticated)
         )
-        return response
+        return answer.response
 
     def _retrying(self, url: str, call: Callable[[], Any]) -> Any:
         try:
@@ -279,18 +281,35 @@ class PimClient:
         *,
         authenticated: bool,
         params: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
         headers = {"Authorization": f"Bearer {self._token()}"} if authenticated else {}
-        response = self.http.request(method, url, params=params, headers=headers)
-        self.requests_sent += 1
-        if response.status_code == 401 and authenticated:
+        answer = self._exchange(method, url, params, headers)
+        if answer.response.status_code == 401 and authenticated:
             # Akeneo's own client renews the token on any 401 and replays the request once.
             self._renew_token()
             headers = {"Authorization": f"Bearer {self._token()}"}
-            response = self.http.request(method, url, params=params, headers=headers)
-            self.requests_sent += 1
-        classify_response(response)
-        return response
+            answer = self._exchange(method, url, params, headers)
+        classify_response(answer.response, answer.content)
+        return answer
+
+    def _exchange(
+        self, method: str, url: str, params: dict[str, str] | None, headers: dict[str, str]
+    ) -> Answer:
+        """One request, its body read as a stream and handed back beside the response.
+
+        An httpx response and its stream refer to each other, so a response lives until the
+        cyclic GC finds it; one that kept its body would keep a whole page with it (300 KB of
+        products). Read this way, the response never holds the body, which is freed as soon as
+        the page is parsed.
+        """
+        request = self.http.build_request(method, url, params=params, headers=headers)
+        response = self.http.send(request, stream=True)
+        self.requests_sent += 1
+        try:
+            content = b"".join(response.iter_bytes())
+        finally:
+            response.close()
+        return Answer(response, content)
 
     def _token(self) -> str:
         if self._access_token is None or time.monotonic() >= self._token_expires_at:
@@ -344,7 +363,7 @@ class PimClient:
         def attempt() -> httpx.Response:
             response = self.http.post(TOKEN_PATH, json=body, auth=auth)
             self.requests_sent += 1
-            classify_response(response)
+            classify_response(response, response.content)
             return response
 
         try:
@@ -407,12 +426,20 @@ class PimClient:
         self._renew_token()
 
 
-class _Body(dict[str, Any]):
-    """A list page as parsed, with the size of the answer it came from."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response and its body, which the response itself does not keep (`_exchange`)."""
 
-    def __init__(self, body: dict[str, Any], size: int) -> None:
+    response: httpx.Response
+    content: bytes
+
+
+class _Body(dict[str, Any]):
+    """A list page as parsed, with the answer it came from."""
+
+    def __init__(self, body: dict[str, Any], content: bytes) -> None:
         super().__init__(body)
-        self.size = size
+        self.content = content
 
 
 class _LenientBody(_Body):
@@ -430,7 +457,7 @@ def _lenient_json(content: bytes) -> Any:
         body = json.loads(content.decode("utf-8", "surrogateescape"))
     except (ValueError, RecursionError):
         return None
-    return _LenientBody(body, len(content)) if isinstance(body, dict) else None
+    return _LenientBody(body, content) if isinstance(body, dict) else None
 
 
 def _search(filters: dict[str, Any]) -> str:

@@ -43,25 +43,36 @@ class Page(Sequence[Item]):
     """One page of a listing: its raw records, validated as `model` on first access.
 
     `suspect` pages (read by the lenient parser, or larger than a record may be) are screened
-    record by record for text that cannot be stored and for oversized records first.
+    record by record for text that cannot be stored and for oversized records first. `content`
+    is the answer the records were parsed from, when they can be parsed again from it as they
+    are (so another process can prepare the page from those bytes alone).
     """
 
-    __slots__ = ("_items", "_model", "_raws", "_suspect")
+    __slots__ = ("_items", "_raws", "_suspect", "content", "model")
 
-    def __init__(self, model: type[PimRecord], raws: list[Any], *, suspect: bool = False) -> None:
-        self._model = model
+    def __init__(
+        self,
+        model: type[PimRecord],
+        raws: list[Any],
+        *,
+        suspect: bool = False,
+        content: bytes | None = None,
+    ) -> None:
+        self.model = model
         self._raws = raws
         self._suspect = suspect
+        self.content = content
         self._items: list[Item] | None = None
 
     def _validated(self) -> list[Item]:
         if self._items is None:
-            model, suspect = self._model, self._suspect
+            model, suspect = self.model, self._suspect
             self._items = [
                 (_screen(model, raw) if suspect else None) or _parse(model, raw)
                 for raw in self._raws
             ]
             self._raws = []
+            self.content = None  # validated here: nobody needs the bytes any more
         return self._items
 
     def __len__(self) -> int:
@@ -87,7 +98,7 @@ class Page(Sequence[Item]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"Page({self._model.__name__}, {len(self)} records)"
+        return f"Page({self.model.__name__}, {len(self)} records)"
 
 
 # A record larger than this is quarantined, not staged: Akeneo's largest text value holds

@@ -8,34 +8,27 @@ feed completed; a full import flags what it did not see as deleted in the PIM.
 
 from __future__ import annotations
 
-import gc
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
-
-import orjson
 
 from pimsync.config import FEEDS, Config
 from pimsync.lock import RunLock
 from pimsync.pim.client import PimClient
-from pimsync.pim.models import Product
-from pimsync.pim.records import Item, Parsed, Rejected
+from pimsync.pim.records import Item, Rejected
+from pimsync.pipeline.overlap import OneInFlight
+from pimsync.pipeline.preparers import PagePreparer
 from pimsync.pipeline.report import FeedReport, RunReport
 from pimsync.pipeline.watermark import next_watermark, since_for
-from pimsync.staging.hashing import content_hash
-from pimsync.staging.repository import StagedItem, StagingRepository
+from pimsync.staging.prepare import StagedItem, raw_json
+from pimsync.staging.repository import StagingRepository
 from pimsync.staging.runs import LogEvent
 from pimsync.staging.tables import Status
 
 SELECT_TYPES = frozenset({"pim_catalog_simpleselect", "pim_catalog_multiselect"})
 MEDIA_TYPES = frozenset({"pim_catalog_image", "pim_catalog_file"})
 IDENTIFIER_TYPE = "pim_catalog_identifier"
-
-T = TypeVar("T")
 
 
 class ImportObserver:
@@ -62,6 +55,8 @@ class ImportContext:
     full: bool
     observer: ImportObserver
     lock: RunLock | None = None  # asked between batches whether the run must stop
+    # Validates and hashes pages, in processes of its own for large listings.
+    preparer: PagePreparer = field(default_factory=lambda: PagePreparer(0))
 
     def checkpoint(self) -> None:
         if self.lock is not None:
@@ -216,57 +211,79 @@ def _stage_entity(
 ) -> None:
     """Stage every page of one entity, batch by batch.
 
-    With `reconcile`, a listing that completes flags the rows it did not see as deleted.
+    Each batch is written in a writer thread while the next one is validated and hashed
+    (overlap.py); only that thread touches the connection until the listing ends. With
+    `reconcile`, a listing that completes flags the rows it did not see as deleted.
     `track=False` means the caller opened the seen-set itself (several listings, one entity).
     """
     repo = context.repo
     if reconcile and track:
         repo.begin_seen(entity)
-    batch: list[StagedItem] = []
-    events: list[LogEvent] = []
     batch_size = context.config.staging.batch_size
+    batch = _Batch()
+    writer = OneInFlight("pimsync-writer")
+    written = 0  # items of the batch in flight, reported once it is committed
 
-    def flush() -> None:
-        counts = repo.upsert_fetched(entity, batch)
-        report.new += counts.new
-        report.changed += counts.changed
-        report.unchanged += counts.unchanged
-        if entity in ("products", "product_models") and counts.changed_codes:
-            changed = set(counts.changed_codes)
-            parents = {i.parent_code for i in batch if i.code in changed and i.parent_code}
-            if parents:
-                _mark_parents(context, report, parents)
-        repo.log_events(context.run_id, events)
-        repo.commit()
-        # httpx leaves a reference cycle per response, holding its body; collect the young
-        # generations at every commit so those pages never pile up (gc_tuned_for_streaming).
-        gc.collect(1)
-        context.observer.staged(report.feed, entity, len(batch))
-        batch.clear()
-        events.clear()
+    def hand_over() -> None:
+        nonlocal batch, written
+        full, batch = batch, _Batch()
+        writer.submit(lambda: _write_batch(context, report, entity, full))
+        if written:
+            context.observer.staged(report.feed, entity, written)
+        written = len(full.items) + len(full.rejected)
         context.checkpoint()
 
     try:
-        for page in prefetch(pages):
+        for page in context.preparer.prepared(pages, identifier_attribute):
             for item in page:
                 report.fetched += 1
                 if isinstance(item, Rejected):
                     report.quarantined += 1
-                    repo.quarantine(entity, item.code, _raw_json(item.raw), item.reason)
-                    events.append(
-                        LogEvent(report.feed, entity, item.code, "quarantined", item.reason)
-                    )
+                    batch.rejected.append(item)
                     continue
-                batch.append(_staged_item(item, identifier_attribute))
-            if len(batch) >= batch_size:
-                flush()
-        flush()
+                batch.items.append(item)
+            if len(batch.items) >= batch_size:
+                hand_over()
+        hand_over()
+        writer.wait()
+        context.observer.staged(report.feed, entity, written)
+        context.checkpoint()  # as after every batch: a stop asked for now is honoured now
     except BaseException:
+        writer.close()
         repo.rollback()
         repo.drop_seen(entity)
         raise
+    writer.close()
     if reconcile and track:
         _reconcile(context, report, entity)
+
+
+@dataclass
+class _Batch:
+    """What one commit writes: staged items, and the records quarantined among them."""
+
+    items: list[StagedItem] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _write_batch(context: ImportContext, report: FeedReport, entity: str, batch: _Batch) -> None:
+    """Write one batch and commit it (in the writer thread)."""
+    repo = context.repo
+    events: list[LogEvent] = []
+    for rejected in batch.rejected:
+        repo.quarantine(entity, rejected.code, raw_json(rejected.raw), rejected.reason)
+        events.append(LogEvent(report.feed, entity, rejected.code, "quarantined", rejected.reason))
+    counts = repo.upsert_fetched(entity, batch.items)
+    report.new += counts.new
+    report.changed += counts.changed
+    report.unchanged += counts.unchanged
+    if entity in ("products", "product_models") and counts.changed_codes:
+        changed = set(counts.changed_codes)
+        parents = {i.parent_code for i in batch.items if i.code in changed and i.parent_code}
+        if parents:
+            _mark_parents(context, report, parents)
+    repo.log_events(context.run_id, events)
+    repo.commit()
 
 
 def _reconcile(
@@ -284,30 +301,6 @@ def _reconcile(
     if entity == "products" and deleted:
         _mark_parents(context, report, context.repo.parents_of("products", deleted))
     context.repo.commit()
-
-
-def _staged_item(item: Parsed, identifier_attribute: str) -> StagedItem:
-    record = item.record
-    if isinstance(record, Product):
-        identifier = record.staging_identifier(identifier_attribute)
-    else:
-        identifier = record.staging_identifier() or record.staging_code()
-    return StagedItem(
-        code=record.staging_code(),
-        data=orjson.dumps(item.raw),
-        hash=content_hash(item.raw),
-        identifier=identifier,
-        parent_code=record.staging_parent(),
-        label=record.staging_label(),
-        pim_updated=record.staging_updated(),
-    )
-
-
-def _raw_json(raw: object) -> bytes:
-    try:
-        return orjson.dumps(raw)
-    except TypeError:
-        return orjson.dumps(repr(raw))
 
 
 def _identifier_attribute(repo: StagingRepository) -> str:
@@ -335,57 +328,3 @@ def _media_codes_referenced(repo: StagingRepository) -> set[str]:
                     if isinstance(entry, dict) and isinstance(entry.get("data"), str):
                         codes.add(entry["data"])
     return codes
-
-
-# -- prefetching ---------------------------------------------------------------------------
-
-_DONE = object()
-
-
-def prefetch(pages: Iterator[T], depth: int = 4) -> Iterator[T]:
-    """Read `pages` in a background thread, at most `depth` ahead of the consumer.
-
-    While the main thread validates, hashes and writes one page, the next ones are already on
-    their way: the PIM's latency and our own work overlap instead of adding up. The reader
-    only fetches and parses (a `Page` is validated by the consumer), so it asks for the next
-    page as soon as it knows where it is. An exception in the
-    reader is raised in the consumer; a consumer that stops early stops the reader.
-    """
-    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def read() -> None:
-        try:
-            for page in pages:
-                while not stop.is_set():
-                    try:
-                        buffer.put(page, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            buffer.put(exc)
-
-    reader = threading.Thread(target=read, name="pimsync-prefetch", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        # The reader may be blocked putting its last page or its end marker into a full
-        # buffer: empty it, so it sees the stop and ends now rather than at the join's timeout.
-        while True:
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                break
-        reader.join(timeout=5)

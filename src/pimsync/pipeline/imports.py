@@ -13,6 +13,7 @@ from pimsync.app import App
 from pimsync.errors import InterruptedRunError, PimsyncError
 from pimsync.lock import RunLock, StopRequested
 from pimsync.pipeline.fetch import ImportContext, ImportObserver, import_feeds, order_feeds
+from pimsync.pipeline.preparers import PagePreparer
 from pimsync.pipeline.report import RunReport
 from pimsync.pipeline.resume import Resumption, snapshot, stopped_run
 from pimsync.staging.repository import StagingRepository, staging_failure
@@ -100,9 +101,10 @@ def _import(
             full=kind == "import:full",
             observer=observer or ImportObserver(),
             lock=lock,
+            preparer=PagePreparer(config.staging.prepare_processes),
         )
         try:
-            with gc_tuned_for_streaming():
+            with gc_tuned_for_streaming(), context.preparer:
                 import_feeds(context, feeds, report)
         except (KeyboardInterrupt, StopRequested) as exc:
             reason = lock.stop_reason or "Ctrl-C"

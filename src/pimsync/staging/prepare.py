@@ -1,0 +1,88 @@
+"""What an import writes for each PIM record: validated, hashed and serialised (`StagedItem`).
+
+This is the CPU-bound part of an import, so it is kept importable on its own: the processes
+that prepare pages beside the importing one (pipeline/preparers.py) load this module, pydantic
+and orjson, and none of the database, HTTP or CLI code.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pimsync.pim.models import PimRecord, Product
+from pimsync.pim.records import Item, Page, Parsed, Rejected
+from pimsync.staging.hashing import content_hash
+
+
+@dataclass(frozen=True, slots=True)
+class StagedItem:
+    """One PIM record, validated and hashed, ready to be written to its entity table."""
+
+    code: str
+    # The PIM record as JSON text. Text, not orjson's bytes: those keep the capacity orjson
+    # wrote into (8 KB for a 3 KB product), and a batch holds a thousand of them.
+    data: str
+    hash: str
+    identifier: str | None = None
+    parent_code: str | None = None
+    label: str | None = None
+    pim_updated: str | None = None
+
+
+Prepared = StagedItem | Rejected
+
+
+def prepare_page(page: Sequence[Item], identifier_attribute: str) -> list[Prepared]:
+    """Each record of `page`, staged or rejected (validation happens here, record by record)."""
+    return [
+        item if isinstance(item, Rejected) else staged_item(item, identifier_attribute)
+        for item in page
+    ]
+
+
+def prepare_answer(
+    model: type[PimRecord], content: bytes, identifier_attribute: str
+) -> list[Prepared]:
+    """`prepare_page` for a list page as the PIM sent it (its JSON body).
+
+    Only answers that parsed as they are reach this (pagination.py has already read the
+    envelope in the importing process), so the envelope is trusted here.
+    """
+    raws: list[Any] = orjson.loads(content)["_embedded"]["items"]
+    return prepare_page(Page(model, raws), identifier_attribute)
+
+
+def staged_item(item: Parsed, identifier_attribute: str) -> StagedItem:
+    record = item.record
+    if isinstance(record, Product):
+        identifier = record.staging_identifier(identifier_attribute)
+    else:
+        identifier = record.staging_identifier() or record.staging_code()
+    return StagedItem(
+        code=record.staging_code(),
+        data=orjson.dumps(item.raw).decode(),
+        hash=content_hash(item.raw),
+        identifier=identifier,
+        parent_code=record.staging_parent(),
+        label=record.staging_label(),
+        pim_updated=record.staging_updated(),
+    )
+
+
+def raw_json(raw: object) -> bytes:
+    """A rejected record as JSON, whatever it holds (its repr when JSON cannot hold it)."""
+    try:
+        return orjson.dumps(raw)
+    except TypeError:
+        return orjson.dumps(repr(raw))
+
+
+def ignore_interrupts() -> None:
+    """A preparing process's start: Ctrl-C reaches the whole process group, and the importing
+    process decides how to stop (after its current batch), shutting its pool down with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,91 @@
+"""PagePreparer: pages prepared by a pool of processes equal pages prepared in-process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import orjson
+import pytest
+
+from pimsync.pim.models import Product
+from pimsync.pim.records import Page, Rejected
+from pimsync.pipeline.preparers import PagePreparer
+from pimsync.staging.prepare import StagedItem, prepare_page
+from pimsync.testing.fake_pim import FakePim
+
+
+def product_pages(count: int, per_page: int = 20) -> list[list[dict]]:
+    """Raw product records of the mock catalog, one in 13 made invalid, in pages."""
+    pim = FakePim(products=count)
+    raws = []
+    for index in range(count):
+        record = pim.product(index)
+        if index % 13 == 5:
+            record["values"] = {"name": "not a list of value entries"}
+        raws.append(record)
+    return [raws[start : start + per_page] for start in range(0, count, per_page)]
+
+
+def as_pages(raw_pages: list[list[dict]]) -> list[Page]:
+    """Pages as the client yields them: parsed records with the answer they came from."""
+    return [
+        Page(Product, [dict(r) for r in raws], content=orjson.dumps({"_embedded": {"items": raws}}))
+        for raws in raw_pages
+    ]
+
+
+def reference(raw_pages: list[list[dict]]) -> list[list]:
+    return [prepare_page(Page(Product, [dict(r) for r in raws]), "sku") for raws in raw_pages]
+
+
+def test_pages_prepared_in_the_pool_equal_pages_prepared_here():
+    raw_pages = product_pages(200)
+    with PagePreparer(2, pool_after_pages=2) as preparer:
+        prepared = list(preparer.prepared(iter(as_pages(raw_pages)), "sku"))
+    assert preparer.pooled_pages == len(raw_pages) - 2
+    assert prepared == reference(raw_pages)
+    items = [item for page in prepared for item in page]
+    rejected = [item for item in items if isinstance(item, Rejected)]
+    staged = [item for item in items if isinstance(item, StagedItem)]
+    assert len(rejected) == len(range(5, 200, 13))
+    assert len(staged) == 200 - len(rejected)
+    assert all(len(item.hash) == 64 and item.data.startswith("{") for item in staged)
+
+
+def test_a_small_listing_never_starts_the_pool():
+    raw_pages = product_pages(60)
+    with PagePreparer(2) as preparer:
+        prepared = list(preparer.prepared(iter(as_pages(raw_pages)), "sku"))
+        assert preparer._pool is None  # the pool only starts past POOL_AFTER_PAGES pages
+    assert prepared == reference(raw_pages)
+
+
+def test_pages_without_their_answer_are_prepared_here():
+    # Records the client completed (options, family variants) cannot be re-read from the body.
+    raw_pages = product_pages(100)
+    pages = [Page(Product, [dict(r) for r in raws]) for raws in raw_pages]
+    with PagePreparer(2, pool_after_pages=0) as preparer:
+        prepared = list(preparer.prepared(iter(pages), "sku"))
+    assert preparer.pooled_pages == 0
+    assert prepared == reference(raw_pages)
+
+
+def test_a_pool_that_breaks_costs_only_speed(caplog: pytest.LogCaptureFixture):
+    raw_pages = product_pages(400)
+    preparer = PagePreparer(2, pool_after_pages=1)
+
+    def pages():
+        for number, page in enumerate(as_pages(raw_pages)):
+            if number == 6:
+                assert preparer._pool is not None
+                for pid in list(preparer._pool._processes):  # a worker killed from outside
+                    os.kill(pid, signal.SIGKILL)
+            yield page
+
+    with caplog.at_level(logging.WARNING, "pimsync.import"), preparer:
+        prepared = list(preparer.prepared(pages(), "sku"))
+    assert prepared == reference(raw_pages)
+    assert 0 < preparer.pooled_pages < len(raw_pages) - 1
+    assert "preparation process died" in caplog.text
