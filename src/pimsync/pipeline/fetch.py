@@ -1,9 +1,10 @@
 """Stage 1: fetch PIM data into the staging tables.
 
-Each feed reads its entities page by page (`fetch_*` on the client), hashes every record and
-writes it in batches (`stage_pages`), committing as it goes: memory holds a few pages, never the
-catalog, and a run that stops keeps what it committed. A feed's watermark moves only when the
-feed completed; a full import flags what it did not see as deleted in the PIM.
+Each feed reads its entities page by page (the client's listings), validates and hashes every
+record (preparers.py) and writes them in batches (`_stage_entity`), committing as it goes:
+memory holds a few pages, never the catalog, and a run that stops keeps what it committed. A
+feed's watermark moves only when the feed completed; a full import flags what it did not see
+as deleted in the PIM.
 """
 
 from __future__ import annotations
@@ -211,9 +212,11 @@ def _stage_entity(
 ) -> None:
     """Stage every page of one entity, batch by batch.
 
-    Each batch is written in a writer thread while the next one is validated and hashed
-    (overlap.py); only that thread touches the connection until the listing ends. With
-    `reconcile`, a listing that completes flags the rows it did not see as deleted.
+    Pages come validated and hashed from the run's preparer (in other processes for a large
+    listing, preparers.py). Each batch is written and committed in a writer thread while the
+    next one is gathered (overlap.py); only that thread touches the connection until the
+    listing ends. With `reconcile`, a listing that completes flags the rows it did not see as
+    deleted.
     `track=False` means the caller opened the seen-set itself (several listings, one entity).
     """
     repo = context.repo
@@ -222,15 +225,15 @@ def _stage_entity(
     batch_size = context.config.staging.batch_size
     batch = _Batch()
     writer = OneInFlight("pimsync-writer")
-    written = 0  # items of the batch in flight, reported once it is committed
+    in_flight = 0  # records of the batch being written, reported once it is committed
 
     def hand_over() -> None:
-        nonlocal batch, written
+        nonlocal batch, in_flight
         full, batch = batch, _Batch()
-        writer.submit(lambda: _write_batch(context, report, entity, full))
-        if written:
-            context.observer.staged(report.feed, entity, written)
-        written = len(full.items) + len(full.rejected)
+        writer.submit(lambda: _write_batch(context, report, entity, full))  # after the last
+        if in_flight:
+            context.observer.staged(report.feed, entity, in_flight)
+        in_flight = len(full.items) + len(full.rejected)
         context.checkpoint()
 
     try:
@@ -246,7 +249,7 @@ def _stage_entity(
                 hand_over()
         hand_over()
         writer.wait()
-        context.observer.staged(report.feed, entity, written)
+        context.observer.staged(report.feed, entity, in_flight)
         context.checkpoint()  # as after every batch: a stop asked for now is honoured now
     except BaseException:
         writer.close()

@@ -192,20 +192,25 @@ class StagingRepository(PushQueue, RunHistory):
         return counts
 
     def _insert_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        """INSERT many rows, ROWS_PER_INSERT to a statement.
+        """INSERT many rows of an entity table, straight to the driver (`_bound`)."""
+        columns = list(rows[0])
+        self._insert_many(table.name, columns, self._bound(table, columns, rows))
+
+    def _insert_many(
+        self, name: str, columns: list[str], params: list[tuple[Any, ...]], suffix: str = ""
+    ) -> None:
+        """INSERT `params` into `name`, ROWS_PER_INSERT rows to a statement.
 
         One multi-row statement instead of one execution per row: the driver releases the GIL
         around each execution, and getting it back from a busy thread can take a switch
         interval, so a writer thread executing row by row spent most of its time waiting.
         """
-        columns = list(rows[0])
-        params = self._bound(table, columns, rows)
         group = f"({', '.join([self._marker()] * len(columns))})"
         for start in range(0, len(params), ROWS_PER_INSERT):
             chunk = params[start : start + ROWS_PER_INSERT]
             sql = (
-                f"INSERT INTO {table.name} ({', '.join(columns)}) "
-                f"VALUES {', '.join([group] * len(chunk))}"
+                f"INSERT INTO {name} ({', '.join(columns)}) "
+                f"VALUES {', '.join([group] * len(chunk))}{suffix}"
             )
             self.connection.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
 
@@ -324,15 +329,10 @@ class StagingRepository(PushQueue, RunHistory):
         seen = self._seen_sets.get(entity)
         if seen is None or not ids:
             return
-        # Straight to the driver, many rows a statement, like the entity rows: a full import
-        # notes every row it had before, and Core's per-row parameter handling cost more than
-        # SQLite's own work here.
-        name, marker = seen.table.name, self._marker()
-        for start in range(0, len(ids), ROWS_PER_INSERT):
-            chunk = ids[start : start + ROWS_PER_INSERT]
-            values = ", ".join([f"({marker})"] * len(chunk))
-            sql = f"INSERT INTO {name} (id) VALUES {values} ON CONFLICT DO NOTHING"
-            self.connection.exec_driver_sql(sql, tuple(chunk))
+        # Like the entity rows: a full import notes every row it had before, and Core's per-row
+        # parameter handling cost more than SQLite's own work here.
+        rows = [(row_id,) for row_id in ids]
+        self._insert_many(seen.table.name, ["id"], rows, " ON CONFLICT DO NOTHING")
 
     def mark_unseen_deleted(
         self, entity: str, *, within_parents: Iterable[str] | None = None
