@@ -56,3 +56,16 @@ def test_record_columns_are_lz4_compressed_on_postgresql(postgres_url):
     if supported is None:
         pytest.skip("this PostgreSQL server is built without lz4")
     assert methods == {"data": "l", "code": ""}  # 'l' is lz4; other columns keep the default
+
+
+@pytest.mark.postgres
+def test_postgresql_sessions_plan_each_execution_afresh(postgres_url):
+    # A generic plan prepared while a table is nearly empty (a seq scan) would stay for the
+    # whole import: every pooled connection plans each execution with its own parameters.
+    engine = open_engine(postgres_url)
+    try:
+        for _ in range(2):  # a new connection, then one handed back by the pool
+            with engine.connect() as connection:
+                assert connection.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+    finally:
+        engine.dispose()

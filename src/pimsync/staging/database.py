@@ -38,9 +38,11 @@ def open_engine(url: str) -> Engine:
         # Plain postgresql:// would pick psycopg2, which we do not ship.
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
-        return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True)
     except (ArgumentError, ImportError) as exc:
         raise ConfigError(f"[staging] url: unsupported database URL ({exc})") from None
+    event.listen(engine, "connect", _postgresql_session)
+    return engine
 
 
 def _create_private_file(path: Path) -> None:
@@ -60,6 +62,19 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _postgresql_session(dbapi_connection: object, _record: object) -> None:
+    # psycopg prepares a statement it has run five times, and PostgreSQL may then reuse a
+    # generic plan made when the statement was prepared. An import prepares its lookups while
+    # the table is nearly empty, and the seq-scan plan that was right then stayed for the whole
+    # run (measured: 100k products 75.8 s, 13.1 s with plans made for each execution). The
+    # statements stay prepared (parsed once); only their plans are made afresh.
+    # plan_cache_mode is PostgreSQL 12+; older servers keep their generic plans.
+    if dbapi_connection.info.server_version >= 120000:  # type: ignore[attr-defined]
+        with dbapi_connection.cursor() as cursor:  # type: ignore[attr-defined]
+            cursor.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_connection.commit()  # type: ignore[attr-defined]
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:
