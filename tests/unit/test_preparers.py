@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import orjson
 import pytest
@@ -89,3 +92,44 @@ def test_a_pool_that_breaks_costs_only_speed(caplog: pytest.LogCaptureFixture):
     assert prepared == reference(raw_pages)
     assert 0 < preparer.pooled_pages < len(raw_pages) - 1
     assert "preparation process died" in caplog.text
+
+
+POOL_OWNER = """
+import sys, time, orjson
+from pimsync.pim.models import Product
+from pimsync.pim.records import Page
+from pimsync.pipeline.preparers import PagePreparer
+
+raws = [{"uuid": "0ff63d25-57e0-50f3-8073-2dec89025cc1", "values": {}}]
+body = orjson.dumps({"_embedded": {"items": raws}})
+preparer = PagePreparer(2, pool_after_pages=0)
+pages = (Page(Product, raws, content=body) for _ in range(4))
+assert len(list(preparer.prepared(pages, "sku"))) == 4
+print(" ".join(str(pid) for pid in preparer._pool._processes), flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_pool_ends_when_the_importing_process_is_killed():
+    owner = subprocess.Popen([sys.executable, "-c", POOL_OWNER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        workers = [int(pid) for pid in owner.stdout.readline().split()]
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
+    finally:
+        owner.kill()  # SIGKILL: nobody shuts the pool down
+        owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers), "the pool outlived the importing process"
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie is gone
+    except FileNotFoundError:
+        return False

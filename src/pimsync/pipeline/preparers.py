@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pimsync.pim.models import PimRecord
 from pimsync.pim.records import Item, Page
 from pimsync.pipeline.overlap import prefetch
-from pimsync.staging.prepare import Prepared, ignore_interrupts, prepare_answer, prepare_page
+from pimsync.staging.prepare import Prepared, prepare_answer, prepare_page, start_preparing
 
 log = logging.getLogger("pimsync.import")
 
@@ -101,7 +102,10 @@ class PagePreparer:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["pimsync.staging.prepare"])
             self._pool = ProcessPoolExecutor(
-                self._processes, mp_context=context, initializer=ignore_interrupts
+                self._processes,
+                mp_context=context,
+                initializer=start_preparing,
+                initargs=(os.getpid(),),
             )
         return self._pool
 

@@ -7,7 +7,10 @@ and orjson, and none of the database, HTTP or CLI code.
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +85,27 @@ def raw_json(raw: object) -> bytes:
         return orjson.dumps(repr(raw))
 
 
-def ignore_interrupts() -> None:
-    """A preparing process's start: Ctrl-C reaches the whole process group, and the importing
-    process decides how to stop (after its current batch), shutting its pool down with it."""
+def start_preparing(importer_pid: int) -> None:
+    """A preparing process's start (the pool's initializer).
+
+    Ctrl-C reaches the whole process group: the importing process decides how to stop (after
+    its current batch) and shuts the pool down, so the pool ignores it. And the pool must not
+    outlive an importing process that was killed: nobody would shut it down, and its processes
+    (which hold the pipes they would see closed) would wait for work forever.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch = threading.Thread(
+        target=_end_with, args=(importer_pid,), name="pimsync-importer-watch", daemon=True
+    )
+    watch.start()
+
+
+def _end_with(importer_pid: int, interval: float = 1.0) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            os.kill(importer_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # the pid is there (someone else's, were it reused)
+            pass
