@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 
 from pimsync.pim.models import PimRecord
 from pimsync.pim.records import Item, Page
@@ -99,8 +100,10 @@ class PagePreparer:
             # forkserver, not fork: this process runs threads (reader, writer, lock heartbeat),
             # and a fork copies their locks in whatever state they are. The server loads only
             # what preparing needs, and every worker is forked from it.
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["pimsync.staging.prepare"])
+            context: BaseContext = multiprocessing.get_context("spawn")  # Windows: no forkserver
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                context = multiprocessing.get_context("forkserver")
+                multiprocessing.set_forkserver_preload(["pimsync.staging.prepare"])
             self._pool = ProcessPoolExecutor(
                 self._processes,
                 mp_context=context,
