@@ -8,7 +8,6 @@ and orjson, and none of the database, HTTP or CLI code.
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -88,12 +87,16 @@ def raw_json(raw: object) -> bytes:
 def start_preparing(importer_pid: int) -> None:
     """A preparing process's start (the pool's initializer).
 
-    Ctrl-C reaches the whole process group: the importing process decides how to stop (after
-    its current batch) and shuts the pool down, so the pool ignores it. And the pool must not
-    outlive an importing process that was killed: nobody would shut it down, and its processes
-    (which hold the pipes they would see closed) would wait for work forever.
+    The importing process decides how to stop (after its current batch) and shuts the pool
+    down, so the pool stays out of its process group. And the pool must not outlive an
+    importing process that was killed: nobody would shut it down, and its processes (which
+    hold the pipes they would see closed) would wait for work forever.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A session of its own: signals sent to the importing process's group (Ctrl-C, a SIGTERM
+    # to the group) are the importing process's to act on. Killed by a group SIGTERM, a worker
+    # could die half-way through sending a page back, and the pool would wait for the rest of
+    # it forever.
+    os.setsid()
     watch = threading.Thread(
         target=_end_with, args=(importer_pid,), name="pimsync-importer-watch", daemon=True
     )
