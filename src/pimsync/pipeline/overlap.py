@@ -23,11 +23,11 @@ _DONE = object()
 def prefetch(pages: Iterator[T], depth: int = 3) -> Iterator[T]:
     """Read `pages` in a background thread, at most `depth` ahead of the consumer.
 
-    While the main thread validates, hashes and writes one page, the next ones are already on
-    their way: the PIM's latency and our own work overlap instead of adding up. The reader
-    only fetches and parses (a `Page` is validated by the consumer), so it asks for the next
-    page as soon as it knows where it is. An exception in the reader is raised in the consumer;
-    a consumer that stops early stops the reader.
+    While the consumer prepares and writes one page, the next ones are already on their way:
+    the PIM's latency and our own work overlap instead of adding up. The reader only fetches,
+    parses and hands pages on (validation is the consumer's, or the preparing processes'), so
+    it asks for the next page as soon as it knows where it is. An exception in the reader is
+    raised in the consumer; a consumer that stops early stops the reader.
     """
     buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -94,16 +94,10 @@ class OneInFlight:
     def close(self) -> None:
         """Wait for the call in flight, whatever its outcome, and stop the thread.
 
-        Used when the caller is already failing: its own exception is the one to raise, and the
-        call in flight must have finished before anyone rolls its connection back.
+        A caller that is failing closes without `wait`: its own exception is the one to raise,
+        and the call in flight must have finished before anyone rolls its connection back.
         """
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.exception()
         self._pool.shutdown(wait=True)
-
-    def __enter__(self) -> OneInFlight:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()

@@ -70,11 +70,14 @@ class PagePreparer:
     ) -> Iterator[Sequence[Item] | _InPool]:
         """Runs in the reader thread: a page goes to the pool as soon as it is read."""
         for number, page in enumerate(pages):
-            content = page.content if isinstance(page, Page) else None
-            pool = self._pool_for(number) if content is not None else None
-            if pool is None or content is None or not isinstance(page, Page):
+            if (
+                not isinstance(page, Page)
+                or page.content is None
+                or (pool := self._pool_for(number)) is None
+            ):
                 yield page
                 continue
+            content = page.content
             try:
                 future = pool.submit(prepare_answer, page.model, content, identifier_attribute)
             except BrokenProcessPool:
@@ -97,11 +100,11 @@ class PagePreparer:
         if self._processes == 0 or self._broken or page_number < self._pool_after_pages:
             return None
         if self._pool is None:
-            # forkserver, not fork: this process runs threads (reader, writer, lock heartbeat),
-            # and a fork copies their locks in whatever state they are. The server loads only
-            # what preparing needs, and every worker is forked from it.
             context: BaseContext = multiprocessing.get_context("spawn")  # Windows: no forkserver
             if "forkserver" in multiprocessing.get_all_start_methods():
+                # forkserver, not fork: this process runs threads (reader, writer, heartbeat),
+                # and a fork copies their locks in whatever state they are. The server loads
+                # only what preparing needs, and every worker is forked from it.
                 context = multiprocessing.get_context("forkserver")
                 multiprocessing.set_forkserver_preload(["pimsync.staging.prepare"])
             self._pool = ProcessPoolExecutor(
