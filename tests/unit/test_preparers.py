@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import orjson
@@ -61,7 +62,7 @@ def test_a_small_listing_never_starts_the_pool():
     raw_pages = product_pages(60)
     with PagePreparer(2) as preparer:
         prepared = list(preparer.prepared(iter(as_pages(raw_pages)), "sku"))
-        assert preparer._pool is None  # the pool only starts past POOL_AFTER_PAGES pages
+        assert preparer._workers is None  # workers only start past POOL_AFTER_PAGES pages
     assert prepared == reference(raw_pages)
 
 
@@ -82,9 +83,9 @@ def test_a_pool_that_breaks_costs_only_speed(caplog: pytest.LogCaptureFixture):
     def pages():
         for number, page in enumerate(as_pages(raw_pages)):
             if number == 6:
-                assert preparer._pool is not None
-                for pid in list(preparer._pool._processes):  # a worker killed from outside
-                    os.kill(pid, signal.SIGKILL)
+                assert preparer._workers is not None
+                for worker in preparer._workers:  # a worker killed from outside
+                    os.kill(worker.process.pid, signal.SIGKILL)
             yield page
 
     with caplog.at_level(logging.WARNING, "pimsync.import"), preparer:
@@ -105,7 +106,7 @@ body = orjson.dumps({"_embedded": {"items": raws}})
 preparer = PagePreparer(2, pool_after_pages=0)
 pages = (Page(Product, raws, content=body) for _ in range(4))
 assert len(list(preparer.prepared(pages, "sku"))) == 4
-print(" ".join(str(pid) for pid in preparer._pool._processes), flush=True)
+print(" ".join(str(worker.process.pid) for worker in preparer._workers), flush=True)
 time.sleep(600)
 """
 
@@ -133,3 +134,30 @@ def alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie is gone
     except FileNotFoundError:
         return False
+
+
+def test_a_listing_left_early_ends_its_workers_and_its_reader():
+    # Large pages fill the pipes: when the consumer stops, the reader thread is typically
+    # waiting on a worker that waits on us. Leaving must end both, not wait on either.
+    raw_pages = product_pages(2000, per_page=100)
+    threads_before = set(threading.enumerate())
+    preparer = PagePreparer(2, pool_after_pages=0)
+    pages = preparer.prepared(iter(as_pages(raw_pages)), "sku")
+    assert next(pages) == reference(raw_pages[:1])[0]
+    assert preparer._workers is not None
+    processes = [worker.process for worker in preparer._workers]
+    pages.close()  # as a stop between batches leaves the listing
+    assert preparer._workers is None
+    assert not any(process.is_alive() for process in processes)
+    assert set(threading.enumerate()) <= threads_before  # the reader thread has ended
+    # The rest of the run prepares its pages here.
+    assert list(preparer.prepared(iter(as_pages(raw_pages[:3])), "sku")) == reference(
+        raw_pages[:3]
+    )
+    assert preparer._workers is None
+
+
+def test_a_worker_that_fails_leaves_the_error_to_the_importing_process():
+    page = Page(Product, [], content=b'{"_embedded": "not a listing"}')
+    with PagePreparer(1, pool_after_pages=0) as preparer, pytest.raises(TypeError):
+        list(preparer.prepared(iter([page]), "sku"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -20,7 +20,7 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(pages: Iterator[T], depth: int = 3) -> Iterator[T]:
+def prefetch(pages: Iterator[T], depth: int = 3) -> Generator[T, None, None]:
     """Read `pages` in a background thread, at most `depth` ahead of the consumer.
 
     While the consumer prepares and writes one page, the next ones are already on their way:

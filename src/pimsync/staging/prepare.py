@@ -8,10 +8,9 @@ and orjson, and none of the database, HTTP or CLI code.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
@@ -84,31 +83,26 @@ def raw_json(raw: object) -> bytes:
         return orjson.dumps(repr(raw))
 
 
-def start_preparing(importer_pid: int) -> None:
-    """A preparing process's start (the pool's initializer).
+def serve_pages(pipe: Connection) -> None:
+    """A preparing process: answers each page read from `pipe` with its prepared items.
 
-    The importing process decides how to stop (after its current batch) and shuts the pool
-    down, so the pool stays out of its process group. And the pool must not outlive an
-    importing process that was killed: nobody would shut it down, and its processes (which
-    hold the pipes they would see closed) would wait for work forever.
+    It ends when the importing process closes its end or goes away (end-of-file), and it runs
+    in a session of its own: signals sent to the importing process's group (Ctrl-C, a SIGTERM to
+    the group) are the importing process's to act on, and it stops its workers itself.
     """
-    # A session of its own: signals sent to the importing process's group (Ctrl-C, a SIGTERM
-    # to the group) are the importing process's to act on. Killed by a group SIGTERM, a worker
-    # could die half-way through sending a page back, and the pool would wait for the rest of
-    # it forever.
     os.setsid()
-    watch = threading.Thread(
-        target=_end_with, args=(importer_pid,), name="pimsync-importer-watch", daemon=True
-    )
-    watch.start()
-
-
-def _end_with(importer_pid: int, interval: float = 1.0) -> None:
     while True:
-        time.sleep(interval)
         try:
-            os.kill(importer_pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:  # the pid is there (someone else's, were it reused)
-            pass
+            model, content, identifier_attribute = pipe.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            prepared = prepare_answer(model, content, identifier_attribute)
+        except Exception:
+            # The importing process prepares the page itself when we are gone, and meets the
+            # same error there, where it is handled: nothing is printed twice.
+            return
+        try:
+            pipe.send(prepared)
+        except OSError:  # the importing process went away while we answered
+            return
