@@ -151,9 +151,7 @@ def test_a_listing_left_early_ends_its_workers_and_its_reader():
     assert not any(process.is_alive() for process in processes)
     assert set(threading.enumerate()) <= threads_before  # the reader thread has ended
     # The rest of the run prepares its pages here.
-    assert list(preparer.prepared(iter(as_pages(raw_pages[:3])), "sku")) == reference(
-        raw_pages[:3]
-    )
+    assert list(preparer.prepared(iter(as_pages(raw_pages[:3])), "sku")) == reference(raw_pages[:3])
     assert preparer._workers is None
 
 
