@@ -38,7 +38,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 bench: $(STAMP) ## Run the benchmarks, write bench/REPORT.md (sizes: tests/bench/harness.py)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@scripts/ensure-postgres
-	$(BIN)/pytest -m bench tests/bench -p no:cacheprovider -o addopts="" -o timeout=7200 -s
+	$(BIN)/pytest -m bench tests/bench -p no:cacheprovider -o addopts="" -o timeout=7200 -o faulthandler_timeout=0 -s
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
