@@ -146,9 +146,8 @@ class PagePreparer:
         return self._workers[self._sent % len(self._workers)]
 
     def _start_worker(self) -> _Worker:
-        context: SpawnContext | ForkServerContext = multiprocessing.get_context(
-            "spawn"
-        )  # Windows: no forkserver
+        # spawn where there is no forkserver (Windows)
+        context: SpawnContext | ForkServerContext = multiprocessing.get_context("spawn")
         if "forkserver" in multiprocessing.get_all_start_methods():
             # forkserver, not fork: this process runs threads (reader, writer, heartbeat), and
             # a fork copies their locks in whatever state they are. The server loads only what
