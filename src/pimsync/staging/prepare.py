@@ -88,7 +88,8 @@ def serve_pages(pipe: Connection) -> None:
 
     It ends when the importing process closes its end or goes away (end-of-file), and it runs
     in a session of its own: signals sent to the importing process's group (Ctrl-C, a SIGTERM to
-    the group) are the importing process's to act on, and it stops its workers itself.
+    the group) are the importing process's to act on, and that process stops its preparing
+    processes itself once its current batch is committed.
     """
     os.setsid()
     while True:
