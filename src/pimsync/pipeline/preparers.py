@@ -47,6 +47,17 @@ POOL_AFTER_PAGES = 10
 _EXIT_GRACE_SECONDS = 5.0
 
 
+def _preparing_context() -> SpawnContext | ForkServerContext:
+    """How preparing processes are started: from a forkserver, or spawned (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    # forkserver, not fork: the importing process runs threads (reader, writer, heartbeat), and
+    # a fork copies their locks in whatever state they are. The server loads only what
+    # preparing needs, and every worker is forked from it.
+    multiprocessing.set_forkserver_preload(["pimsync.staging.prepare"])
+    return multiprocessing.get_context("forkserver")
+
+
 @dataclass(slots=True)
 class _Worker:
     process: BaseProcess
@@ -142,18 +153,11 @@ class PagePreparer:
         ):
             return None
         if self._workers is None:
-            self._workers = [self._start_worker() for _ in range(self._processes)]
+            context = _preparing_context()
+            self._workers = [self._start_worker(context) for _ in range(self._processes)]
         return self._workers[self._sent % len(self._workers)]
 
-    def _start_worker(self) -> _Worker:
-        # spawn where there is no forkserver (Windows)
-        context: SpawnContext | ForkServerContext = multiprocessing.get_context("spawn")
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            # forkserver, not fork: this process runs threads (reader, writer, heartbeat), and
-            # a fork copies their locks in whatever state they are. The server loads only what
-            # preparing needs, and every worker is forked from it.
-            context = multiprocessing.get_context("forkserver")
-            multiprocessing.set_forkserver_preload(["pimsync.staging.prepare"])
+    def _start_worker(self, context: SpawnContext | ForkServerContext) -> _Worker:
         ours, theirs = context.Pipe(duplex=True)
         process = context.Process(
             target=serve_pages, args=(theirs,), name="pimsync-prepare", daemon=True
