@@ -220,9 +220,9 @@ def _pim_read(client: PimClient) -> CheckResult:
     try:
         # page_size is 1 in the check's settings copy, and only the first page is asked for.
         page = next(client.products(), None)
+        count = 0 if page is None else len(page)  # the page's records are read here
     except PimsyncError as exc:
         return _failure(name, exc, PIM_URL)
-    count = 0 if page is None else len(page)
     return CheckResult(name, True, f"read {count} product(s) from {path}")
 
 

@@ -21,7 +21,10 @@ code the CLI uses, so the code that raises decides what the operator sees::
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the processes that prepare pages raise PimError and never load httpx
+    import httpx
 
 
 class PimsyncError(Exception):

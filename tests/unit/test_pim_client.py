@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pimsync.config import PimConfig
 from pimsync.errors import PimError
@@ -259,3 +262,87 @@ def test_options_and_variants_carry_their_parent():
     (variant,) = next(client.family_variants("shirts"))
     assert isinstance(option, Parsed) and option.record.staging_code() == "color/red"
     assert isinstance(variant, Parsed) and variant.record.staging_code() == "shirts/by_size"
+
+
+# -- list pages read by their envelope alone --------------------------------------------------
+
+TEXT = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(
+    [',"_embedded":', ',"_embedded":{"items":[', "]}}", '"}', "\\", "é"]
+)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+ENVELOPES = st.fixed_dictionaries(
+    {"_links": st.fixed_dictionaries({"self": st.fixed_dictionaries({"href": TEXT})})},
+    optional={"current_page": st.integers(1, 9), "meta": st.dictionaries(TEXT, JSON_VALUES)},
+)
+RECORDS = st.lists(
+    st.fixed_dictionaries(
+        {"code": st.sampled_from(["a", "b_1"])}, optional={"labels": JSON_VALUES}
+    ),
+    max_size=4,
+)
+
+
+def serve(answers: list[bytes]) -> tuple[PimClient, list[str]]:
+    """A client reading `answers` in turn as the pages of the categories listing."""
+    requested: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requested.append(str(request.url))
+        return httpx.Response(200, content=answers[min(len(requested), len(answers)) - 1])
+
+    return client_for(with_token(handler)), requested
+
+
+@settings(max_examples=150, deadline=None)
+@given(envelopes=st.lists(ENVELOPES, min_size=1, max_size=3), records=RECORDS)
+def test_a_page_read_by_its_envelope_alone_equals_the_page_read_whole(
+    envelopes: list[dict], records: list[dict]
+):
+    """Compact answers (as Akeneo sends them) are read by their envelope, and the records
+    later; the same answers laid out otherwise are read whole. Both yield the same pages and
+    follow the same links, whatever the envelope's text holds."""
+    for number, envelope in enumerate(envelopes[:-1]):
+        envelope["_links"]["next"] = {"href": f"http://pim.test/next?page={number + 2}"}
+    compact = [orjson.dumps({**e, "_embedded": {"items": records}}) for e in envelopes]
+    spaced = [json.dumps({**e, "_embedded": {"items": records}}).encode() for e in envelopes]
+    pages, unparsed = {}, {}
+    for layout, answers in (("compact", compact), ("spaced", spaced)):
+        client, requested = serve(answers)
+        listed = list(client.categories())
+        unparsed[layout] = [p._raws is None for p in listed]
+        pages[layout] = (listed, requested)
+    # A nested "_embedded" key in the envelope sends the answer to the whole read, too.
+    assert unparsed["compact"] == [b',"_embedded":' not in orjson.dumps(e) for e in envelopes]
+    assert not any(unparsed["spaced"])
+    assert pages["compact"] == pages["spaced"]
+    assert len(pages["compact"][0]) == len(envelopes)
+
+
+def test_a_compact_answer_leaves_its_records_to_whoever_prepares_the_page():
+    body = {"_links": {}, "_embedded": {"items": [{"code": "shoes"}]}}
+    client, _ = serve([orjson.dumps(body)])
+    (only_page,) = list(client.categories())
+    assert only_page._raws is None  # not parsed by the reader
+    assert only_page.content == orjson.dumps(body)
+    assert [i.record.staging_code() for i in only_page if isinstance(i, Parsed)] == ["shoes"]
+
+
+def test_an_answer_damaged_behind_a_readable_envelope_stops_with_one_line():
+    # Read whole it would be retried as not JSON; read by its envelope, the damage shows when
+    # its records are read, and the listing stops there: nothing of the page is staged.
+    client, requested = serve([b'{"_links":{},"_embedded":{"items":[{"code":"sh]}}'])
+    (only_page,) = list(client.categories())
+    with pytest.raises(PimError, match=r"^the PIM sent a page of categories that is not JSON;"):
+        list(only_page)
+    assert len(requested) == 1
+
+
+def test_an_answer_cut_short_is_still_retried():
+    whole = orjson.dumps({"_links": {}, "_embedded": {"items": [{"code": "shoes"}]}})
+    client, requested = serve([whole[: len(whole) // 2], whole])
+    assert [i.record.staging_code() for p in client.categories() for i in p] == ["shoes"]
+    assert len(requested) == 2

@@ -13,6 +13,7 @@ import time
 import orjson
 import pytest
 
+from pimsync.errors import PimError
 from pimsync.pim.models import Product
 from pimsync.pim.records import Page, Rejected
 from pimsync.pipeline.preparers import PagePreparer
@@ -33,9 +34,9 @@ def product_pages(count: int, per_page: int = 20) -> list[list[dict]]:
 
 
 def as_pages(raw_pages: list[list[dict]]) -> list[Page]:
-    """Pages as the client yields them: parsed records with the answer they came from."""
+    """Pages as the client yields them: the answer, its records not parsed yet."""
     return [
-        Page(Product, [dict(r) for r in raws], content=orjson.dumps({"_embedded": {"items": raws}}))
+        Page(Product, None, content=orjson.dumps({"_links": {}, "_embedded": {"items": raws}}))
         for raws in raw_pages
     ]
 
@@ -97,6 +98,7 @@ def test_a_pool_that_breaks_costs_only_speed(caplog: pytest.LogCaptureFixture):
 
 POOL_OWNER = """
 import sys, time, orjson
+from pimsync.errors import PimError
 from pimsync.pim.models import Product
 from pimsync.pim.records import Page
 from pimsync.pipeline.preparers import PagePreparer
@@ -156,6 +158,41 @@ def test_a_listing_left_early_ends_its_workers_and_its_reader():
 
 
 def test_a_worker_that_fails_leaves_the_error_to_the_importing_process():
-    page = Page(Product, [], content=b'{"_embedded": "not a listing"}')
+    # An error no page should cause (here an identifier attribute that is no text: a bug): the
+    # worker exits, and the importing process meets the error preparing the page itself.
+    [page] = as_pages(product_pages(1))
     with PagePreparer(1, pool_after_pages=0) as preparer, pytest.raises(TypeError):
-        list(preparer.prepared(iter([page]), "sku"))
+        list(preparer.prepared(iter([page]), ["not", "hashable"]))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_a_page_damaged_on_the_way_stops_the_listing_with_one_line(processes: int):
+    # Its envelope was readable (the client checked it), its records are not: nothing of it is
+    # staged and the run stops with a PimError, wherever the page was being prepared.
+    [good] = as_pages(product_pages(20))
+    damaged = Page(Product, None, content=b'{"_links":{},"_embedded":{"items":[{"uuid":"9a]}}')
+    with PagePreparer(processes, pool_after_pages=0) as preparer:
+        prepared = preparer.prepared(iter([good, damaged]), "sku")
+        assert next(prepared) == reference(product_pages(20))[0]
+        with pytest.raises(PimError, match=r"^the PIM sent a page of products that is not JSON"):
+            next(prepared)
+        assert preparer.pooled_pages == processes  # the worker answered the good page
+
+
+def test_a_page_only_the_lenient_parser_reads_is_screened_in_the_pool():
+    [raws] = product_pages(20)
+    content = orjson.dumps({"_links": {}, "_embedded": {"items": raws}})
+    # One record's name holds a byte that is not UTF-8: orjson refuses the whole answer.
+    name = orjson.dumps(raws[0]["values"]["name"][0]["data"])
+    content = content.replace(name, name[:-1] + b'\xff"', 1)
+    with PagePreparer(1, pool_after_pages=0) as preparer:
+        [pooled] = list(preparer.prepared(iter([Page(Product, None, content=content)]), "sku"))
+        assert preparer.pooled_pages == 1
+    [here] = list(PagePreparer(0).prepared(iter([Page(Product, None, content=content)]), "sku"))
+    assert pooled == here
+    assert isinstance(pooled[0], Rejected)
+    assert (
+        pooled[0].reason == "values.name[0].data: text that is not valid UTF-8 in the PIM's answer"
+    )
+    assert [type(item) for item in pooled[1:]] == [type(item) for item in reference([raws])[0][1:]]
+    assert len(pooled) == 20

@@ -8,7 +8,6 @@ validated record by record when they are read (records.py).
 
 from __future__ import annotations
 
-import json
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +42,7 @@ from pimsync.pim.models import (
     ProductModel,
 )
 from pimsync.pim.pagination import NextLinkPaginator
-from pimsync.pim.records import MAX_RECORD_BYTES, Item, Page
+from pimsync.pim.records import MAX_RECORD_BYTES, Item, Page, lenient_json
 from pimsync.retry import RetryAfterWait, log_retry
 from pimsync.tls import ca_bundle_context
 
@@ -228,34 +227,49 @@ class PimClient:
         url: str = path
         query: dict[str, str] | None = {**params, "limit": str(self.settings.page_size)}
         while True:
-            body = self._get_json(url, query)
-            page = paginator.parse(body, url)
-            # Only a page that could hold a record pimsync cannot stage is looked at closely.
-            suspect = isinstance(body, _LenientBody) or len(body.content) > MAX_RECORD_BYTES
-            raws = page.items
-            if extra:
-                raws = [{**raw, **extra} if isinstance(raw, dict) else raw for raw in raws]
-            # Records kept as sent can be parsed again from the answer (in another process).
-            content = None if suspect or extra else body.content
-            yield Page(model, raws, suspect=suspect, content=content)
-            if page.next_url is None:
+            # Records kept as sent are parsed where the page is prepared (records.Page), often
+            # in another process: here only the envelope is read, for the next page's link.
+            body = self._get_json(url, query, envelope_only=not extra)
+            if isinstance(body, _Envelope):
+                next_url = paginator.follow(body, url)
+                yield Page(model, None, content=body.content)
+            else:
+                page = paginator.parse(body, url)
+                next_url = page.next_url
+                # Only a page that could hold a record pimsync cannot stage is looked at closely.
+                suspect = isinstance(body, _LenientBody) or len(body.content) > MAX_RECORD_BYTES
+                raws = page.items
+                if extra:
+                    raws = [{**raw, **extra} if isinstance(raw, dict) else raw for raw in raws]
+                content = None if suspect or extra else body.content
+                yield Page(model, raws, suspect=suspect, content=content)
+            if next_url is None:
                 return
-            url, query = page.next_url, None
+            url, query = next_url, None
 
-    def _get_json(self, url: str, params: dict[str, str] | None) -> Any:
+    def _get_json(
+        self, url: str, params: dict[str, str] | None, *, envelope_only: bool = False
+    ) -> Any:
+        """The answer to a GET, parsed; with `envelope_only`, a list page's envelope alone
+        (`_Envelope`) when the answer is laid out as Akeneo lays it out and is not oversized."""
+
         def attempt() -> Any:
             answer = self._send("GET", url, params=params, authenticated=True)
             content = answer.content
+            if envelope_only and len(content) <= MAX_RECORD_BYTES:
+                envelope = _list_envelope(content)
+                if envelope is not None:
+                    return _Envelope(envelope, content)
             try:
                 body = orjson.loads(content)
             except orjson.JSONDecodeError:
-                body = _lenient_json(content)
-                if body is None:
+                body = lenient_json(content)
+                if not isinstance(body, dict):
                     kind = answer.response.headers.get("Content-Type", "unknown content")
                     raise MalformedResponseError(
                         f"the PIM answered {url} with a body that is not JSON ({kind})"
                     ) from None
-                return body
+                return _LenientBody(body, content)
             return _Body(body, content) if isinstance(body, dict) else body
 
         return self._retrying(url, attempt)
@@ -447,17 +461,38 @@ class _LenientBody(_Body):
     (raw bytes, lone surrogate escapes). The records carrying such text are quarantined."""
 
 
-def _lenient_json(content: bytes) -> Any:
-    """The body parsed with invalid UTF-8 kept as lone surrogates, or None if it is no JSON.
+class _Envelope(_Body):
+    """A list page of which only the envelope (`_links`, counts) was parsed: its records are
+    still in `content`."""
 
-    orjson refuses a whole page for one record with a stray byte; reading it this way lets that
-    record alone be quarantined and the rest of the page staged.
+
+# Where Akeneo's list answers keep their records: last, after the envelope.
+_EMBEDDED_KEY = b',"_embedded":'
+_ITEMS_START = b',"_embedded":{"items":['
+_ITEMS_END = b"]}}"
+
+
+def _list_envelope(content: bytes) -> dict[str, Any] | None:
+    """A list answer's envelope parsed without its records, or None when the answer is not
+    laid out as `{<envelope>,"_embedded":{"items":[...]}}`.
+
+    The first `,"_embedded":` in the bytes cannot lie inside a string (a quote there would be
+    escaped), and the envelope before it, closed with one brace, parses only when that key sits
+    at the top level. An answer cut short does not end as a list page ends; one damaged in the
+    middle is refused where its records are read (records.listing_items).
     """
-    try:
-        body = json.loads(content.decode("utf-8", "surrogateescape"))
-    except (ValueError, RecursionError):
+    start = content.find(_EMBEDDED_KEY)
+    if (
+        start < 0
+        or not content.startswith(_ITEMS_START, start)
+        or not content[-64:].rstrip().endswith(_ITEMS_END)
+    ):
         return None
-    return _LenientBody(body, content) if isinstance(body, dict) else None
+    try:
+        envelope = orjson.loads(content[:start] + b"}")
+    except orjson.JSONDecodeError:
+        return None
+    return envelope if isinstance(envelope, dict) else None
 
 
 def _search(filters: dict[str, Any]) -> str:

@@ -29,13 +29,19 @@ class NextLinkPaginator:
     seen: deque[str] = field(default_factory=lambda: deque(maxlen=256))
 
     def parse(self, body: Any, url: str) -> Page:
-        if not isinstance(body, dict):
-            raise PimError(f"the PIM answered {url} with a list envelope that is not an object")
-        embedded = body.get("_embedded")
+        """A whole list page: its records and the next page's link."""
+        embedded = body.get("_embedded") if isinstance(body, dict) else None
         items = embedded.get("items") if isinstance(embedded, dict) else None
+        next_url = self.follow(body, url)
         if not isinstance(items, list):
             raise PimError(f"the PIM answered {url} without `_embedded.items`")
-        links = body.get("_links")
+        return Page(items=items, next_url=next_url)
+
+    def follow(self, envelope: Any, url: str) -> str | None:
+        """The next page's link from a list page's envelope (None on the last page)."""
+        if not isinstance(envelope, dict):
+            raise PimError(f"the PIM answered {url} with a list envelope that is not an object")
+        links = envelope.get("_links")
         next_link = links.get("next") if isinstance(links, dict) else None
         next_url = next_link.get("href") if isinstance(next_link, dict) else None
         if next_url is not None and not isinstance(next_url, str):
@@ -44,4 +50,4 @@ class NextLinkPaginator:
             if next_url in self.seen:
                 raise PimError(f"the PIM sent the same next page twice ({next_url}); stopping")
             self.seen.append(next_url)
-        return Page(items=items, next_url=next_url)
+        return next_url

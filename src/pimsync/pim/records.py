@@ -2,13 +2,15 @@
 rejected alone (and quarantined) while the rest of its page is staged.
 
 A `Page` is validated by whoever reads it first, not by the thread that fetched it: the
-importer's reader thread only fetches and parses JSON, so it can ask for the next page at
-once, and the validation runs beside the staging instead of in front of the next request.
+importer's reader thread only fetches a page and reads where the next one is, so it can ask for
+it at once, and the records are parsed and validated beside the staging (often in another
+process, pipeline/preparers.py) instead of in front of the next request.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -16,6 +18,7 @@ from typing import Any, overload
 import orjson
 from pydantic import ValidationError
 
+from pimsync.errors import PimError
 from pimsync.pim.models import PimRecord, describe_validation_error
 
 
@@ -45,7 +48,9 @@ class Page(Sequence[Item]):
     `suspect` pages (read by the lenient parser, or larger than a record may be) are screened
     record by record for text that cannot be stored and for oversized records first. `content`
     is the answer the records were parsed from, when they can be parsed again from it as they
-    are (so another process can prepare the page from those bytes alone).
+    are (so another process can prepare the page from those bytes alone). A page made with
+    `raws=None` has not been parsed yet: its records are read from `content` when first needed
+    (`listing_items`), so a page prepared elsewhere is parsed only there.
     """
 
     __slots__ = ("_items", "_raws", "_suspect", "content", "model")
@@ -53,30 +58,39 @@ class Page(Sequence[Item]):
     def __init__(
         self,
         model: type[PimRecord],
-        raws: list[Any],
+        raws: list[Any] | None,
         *,
         suspect: bool = False,
         content: bytes | None = None,
     ) -> None:
+        if raws is None and content is None:
+            raise ValueError("a page needs its records or the answer that holds them")
         self.model = model
         self._raws = raws
         self._suspect = suspect
         self.content = content
         self._items: list[Item] | None = None
 
+    def _records(self) -> list[Any]:
+        if self._raws is None:
+            assert self.content is not None
+            self._raws, lenient = listing_items(self.model, self.content)
+            self._suspect = self._suspect or lenient
+        return self._raws
+
     def _validated(self) -> list[Item]:
         if self._items is None:
-            model, suspect = self.model, self._suspect
+            model, raws = self.model, self._records()
+            suspect = self._suspect
             self._items = [
-                (_screen(model, raw) if suspect else None) or _parse(model, raw)
-                for raw in self._raws
+                (_screen(model, raw) if suspect else None) or _parse(model, raw) for raw in raws
             ]
             self._raws = []
             self.content = None  # validated here: nobody needs the bytes any more
         return self._items
 
     def __len__(self) -> int:
-        return len(self._raws) if self._items is None else len(self._items)
+        return len(self._records()) if self._items is None else len(self._items)
 
     @overload
     def __getitem__(self, index: int) -> Item: ...
@@ -99,6 +113,39 @@ class Page(Sequence[Item]):
 
     def __repr__(self) -> str:
         return f"Page({self.model.__name__}, {len(self)} records)"
+
+
+def listing_items(model: type[PimRecord], content: bytes) -> tuple[list[Any], bool]:
+    """The records of a list page's answer (`_embedded.items`), and whether only the lenient
+    parser could read them (`lenient_json`); a one-line PimError when there are none to read."""
+    lenient = False
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        body, lenient = lenient_json(content), True
+    embedded = body.get("_embedded") if isinstance(body, dict) else None
+    items = embedded.get("items") if isinstance(embedded, dict) else None
+    if not isinstance(items, list):
+        # Its envelope read well (the client checks it), so the answer was damaged on the way:
+        # nothing of it is staged, and the next run reads the page again.
+        problem = "that is not JSON" if body is None else "without `_embedded.items`"
+        raise PimError(
+            f"the PIM sent a page of {model.entity} {problem}; nothing of it was staged, "
+            "run the import again"
+        )
+    return items, lenient
+
+
+def lenient_json(content: bytes) -> Any:
+    """The body parsed with invalid UTF-8 kept as lone surrogates, or None if it is no JSON.
+
+    orjson refuses a whole page for one record with a stray byte; reading it this way lets that
+    record alone be quarantined and the rest of the page staged.
+    """
+    try:
+        return json.loads(content.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        return None
 
 
 # A record larger than this is quarantined, not staged: Akeneo's largest text value holds

@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 
+from pimsync.errors import PimError
 from pimsync.pim.models import PimRecord
 from pimsync.pim.records import Item, Page
 from pimsync.pipeline.overlap import prefetch
@@ -137,10 +138,12 @@ class PagePreparer:
 
     def _result(self, handle: _InPool, identifier_attribute: str) -> list[Prepared]:
         try:
-            prepared: list[Prepared] = handle.worker.pipe.recv()
+            prepared: list[Prepared] | PimError = handle.worker.pipe.recv()
         except (EOFError, OSError, ValueError):  # died before (or while) answering
             self._broke()
             return prepare_answer(handle.model, handle.content, identifier_attribute)
+        if isinstance(prepared, PimError):  # a page with no records to read
+            raise prepared
         self.pooled_pages += 1
         return prepared
 

@@ -11,10 +11,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
 import orjson
 
+from pimsync.errors import PimError
 from pimsync.pim.models import PimRecord, Product
 from pimsync.pim.records import Item, Page, Parsed, Rejected
 from pimsync.staging.hashing import content_hash
@@ -49,13 +49,12 @@ def prepare_page(page: Sequence[Item], identifier_attribute: str) -> list[Prepar
 def prepare_answer(
     model: type[PimRecord], content: bytes, identifier_attribute: str
 ) -> list[Prepared]:
-    """`prepare_page` for a list page as the PIM sent it (its JSON body).
+    """`prepare_page` for a list page as the PIM sent it (its JSON body), parsed here.
 
-    Only answers that parsed as they are reach this (pagination.py has already read the
-    envelope in the importing process), so the envelope is trusted here.
+    A page only Python's own parser can read is screened record by record (records.Page); one
+    that holds no records to read is a PimError, as it would be in the importing process.
     """
-    raws: list[Any] = orjson.loads(content)["_embedded"]["items"]
-    return prepare_page(Page(model, raws), identifier_attribute)
+    return prepare_page(Page(model, None, content=content), identifier_attribute)
 
 
 def staged_item(item: Parsed, identifier_attribute: str) -> StagedItem:
@@ -98,7 +97,11 @@ def serve_pages(pipe: Connection) -> None:
         except (EOFError, OSError):
             return
         try:
-            prepared = prepare_answer(model, content, identifier_attribute)
+            prepared: list[Prepared] | PimError = prepare_answer(
+                model, content, identifier_attribute
+            )
+        except PimError as exc:  # the page itself is damaged: the import stops with this
+            prepared = exc
         except Exception:
             # The importing process prepares the page itself when we are gone, and meets the
             # same error there, where it is handled: nothing is printed twice.
