@@ -336,7 +336,8 @@ def test_an_answer_damaged_behind_a_readable_envelope_stops_with_one_line():
     # its records are read, and the listing stops there: nothing of the page is staged.
     client, requested = serve([b'{"_links":{},"_embedded":{"items":[{"code":"sh]}}'])
     (only_page,) = list(client.categories())
-    with pytest.raises(PimError, match=r"^the PIM sent a page of categories that is not JSON;"):
+    damaged = r"^the PIM sent a page of /api/rest/v1/categories that is not JSON;"
+    with pytest.raises(PimError, match=damaged):
         list(only_page)
     assert len(requested) == 1
 

@@ -232,7 +232,7 @@ class PimClient:
             body = self._get_json(url, query, envelope_only=not extra)
             if isinstance(body, _Envelope):
                 next_url = paginator.follow(body, url)
-                yield Page(model, None, content=body.content)
+                yield Page(model, None, content=body.content, source=path)
             else:
                 page = paginator.parse(body, url)
                 next_url = page.next_url

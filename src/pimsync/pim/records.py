@@ -50,10 +50,11 @@ class Page(Sequence[Item]):
     is the answer the records were parsed from, when they can be parsed again from it as they
     are (so another process can prepare the page from those bytes alone). A page made with
     `raws=None` has not been parsed yet: its records are read from `content` when first needed
-    (`listing_items`), so a page prepared elsewhere is parsed only there.
+    (`listing_items`), so a page prepared elsewhere is parsed only there. `source` names the
+    endpoint it came from, for the error about a page whose records cannot be read.
     """
 
-    __slots__ = ("_items", "_raws", "_suspect", "content", "model")
+    __slots__ = ("_items", "_raws", "_suspect", "content", "model", "source")
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class Page(Sequence[Item]):
         *,
         suspect: bool = False,
         content: bytes | None = None,
+        source: str | None = None,
     ) -> None:
         if raws is None and content is None:
             raise ValueError("a page needs its records or the answer that holds them")
@@ -69,12 +71,13 @@ class Page(Sequence[Item]):
         self._raws = raws
         self._suspect = suspect
         self.content = content
+        self.source = source
         self._items: list[Item] | None = None
 
     def _records(self) -> list[Any]:
         if self._raws is None:
             assert self.content is not None
-            self._raws, lenient = listing_items(self.model, self.content)
+            self._raws, lenient = listing_items(self.content, self.source or self.model.entity)
             self._suspect = self._suspect or lenient
         return self._raws
 
@@ -115,7 +118,7 @@ class Page(Sequence[Item]):
         return f"Page({self.model.__name__}, {len(self)} records)"
 
 
-def listing_items(model: type[PimRecord], content: bytes) -> tuple[list[Any], bool]:
+def listing_items(content: bytes, source: str) -> tuple[list[Any], bool]:
     """The records of a list page's answer (`_embedded.items`), and whether only the lenient
     parser could read them (`lenient_json`); a one-line PimError when there are none to read."""
     lenient = False
@@ -130,7 +133,7 @@ def listing_items(model: type[PimRecord], content: bytes) -> tuple[list[Any], bo
         # nothing of it is staged, and the next run reads the page again.
         problem = "that is not JSON" if body is None else "without `_embedded.items`"
         raise PimError(
-            f"the PIM sent a page of {model.entity} {problem}; nothing of it was staged, "
+            f"the PIM sent a page of {source} {problem}; nothing of it was staged, "
             "run the import again"
         )
     return items, lenient

@@ -72,6 +72,7 @@ class _InPool:
     worker: _Worker
     model: type[PimRecord]
     content: bytes
+    source: str | None
 
 
 class PagePreparer:
@@ -116,12 +117,12 @@ class PagePreparer:
         for number, page in enumerate(pages):
             handle = None
             if isinstance(page, Page) and page.content is not None:
-                handle = self._send(number, page.model, page.content, identifier_attribute)
-            # Only the body travels on: the records parsed here are let go at once.
+                handle = self._send(number, page, page.content, identifier_attribute)
+            # Only the body travels on: records parsed here (if any) are let go at once.
             yield page if handle is None else handle
 
     def _send(
-        self, page_number: int, model: type[PimRecord], content: bytes, identifier_attribute: str
+        self, page_number: int, page: Page, content: bytes, identifier_attribute: str
     ) -> _InPool | None:
         """Hand a page to the next worker; None when it is to be prepared here."""
         with self._lock:  # close() does not take the pipes away from under a send
@@ -129,19 +130,19 @@ class PagePreparer:
             if worker is None:
                 return None
             try:
-                worker.pipe.send((model, content, identifier_attribute))
+                worker.pipe.send((page.model, content, identifier_attribute, page.source))
             except (OSError, ValueError):  # the worker is gone
                 self._broke()
                 return None
         self._sent += 1
-        return _InPool(worker, model, content)
+        return _InPool(worker, page.model, content, page.source)
 
     def _result(self, handle: _InPool, identifier_attribute: str) -> list[Prepared]:
         try:
             prepared: list[Prepared] | PimError = handle.worker.pipe.recv()
         except (EOFError, OSError, ValueError):  # died before (or while) answering
             self._broke()
-            return prepare_answer(handle.model, handle.content, identifier_attribute)
+            return prepare_answer(handle.model, handle.content, identifier_attribute, handle.source)
         if isinstance(prepared, PimError):  # a page with no records to read
             raise prepared
         self.pooled_pages += 1

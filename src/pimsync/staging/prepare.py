@@ -47,14 +47,15 @@ def prepare_page(page: Sequence[Item], identifier_attribute: str) -> list[Prepar
 
 
 def prepare_answer(
-    model: type[PimRecord], content: bytes, identifier_attribute: str
+    model: type[PimRecord], content: bytes, identifier_attribute: str, source: str | None = None
 ) -> list[Prepared]:
     """`prepare_page` for a list page as the PIM sent it (its JSON body), parsed here.
 
     A page only Python's own parser can read is screened record by record (records.Page); one
     that holds no records to read is a PimError, as it would be in the importing process.
     """
-    return prepare_page(Page(model, None, content=content), identifier_attribute)
+    page = Page(model, None, content=content, source=source)
+    return prepare_page(page, identifier_attribute)
 
 
 def staged_item(item: Parsed, identifier_attribute: str) -> StagedItem:
@@ -93,12 +94,12 @@ def serve_pages(pipe: Connection) -> None:
     os.setsid()
     while True:
         try:
-            model, content, identifier_attribute = pipe.recv()
+            model, content, identifier_attribute, source = pipe.recv()
         except (EOFError, OSError):
             return
         try:
             prepared: list[Prepared] | PimError = prepare_answer(
-                model, content, identifier_attribute
+                model, content, identifier_attribute, source
             )
         except PimError as exc:  # the page itself is damaged: the import stops with this
             prepared = exc

@@ -129,7 +129,7 @@ class _OneShot:
     retry_after: int | None
     prefix: str | None
     skip: int = 0  # matching requests let through first
-    kind: str = "status"  # or a `garble_next` kind: "truncated", "html", "timeout"
+    kind: str = "status"  # or a `garble_next` kind: "truncated", "damaged", "html", "timeout"
 
 
 _HTML_ERROR = (
@@ -141,6 +141,17 @@ _HTML_ERROR = (
 def _truncated(response: httpx.Response) -> httpx.Response:
     """A 200 carrying the first half of `response`'s body: a connection cut mid-answer."""
     cut = response.content[: max(1, len(response.content) // 2)]
+    return httpx.Response(200, content=cut, headers={"Content-Type": "application/json"})
+
+
+def _damaged(response: httpx.Response) -> httpx.Response:
+    """A 200 whose envelope is whole and ends as a list page ends, but whose records were cut
+    in the middle: what a buggy proxy or serializer sends, rarer and worse than a cut answer."""
+    content = response.content
+    start = content.find(b'"items":[')
+    if start < 0:  # not a list page: cut it like any other answer
+        return _truncated(response)
+    cut = content[: start + (len(content) - start) // 2] + b"]}}"
     return httpx.Response(200, content=cut, headers={"Content-Type": "application/json"})
 
 
@@ -225,9 +236,10 @@ class FakePim:
         self, n: int = 1, kind: str = "truncated", *, path_prefix: str | None = None
     ) -> None:
         """Spoil the next `n` (matching) answers, the way a proxy or a dying PHP worker does:
-        "truncated" is a 200 with the first half of the real answer's JSON, "html" a 200 with an
+        "truncated" is a 200 with the first half of the real answer's JSON, "damaged" a 200 with
+        a list page's envelope whole and its records cut in the middle, "html" a 200 with an
         HTML error page, "timeout" no answer in time (`TimedOut`)."""
-        if kind not in ("truncated", "html", "timeout"):
+        if kind not in ("truncated", "damaged", "html", "timeout"):
             raise ValueError(f"unknown garble kind {kind!r}")
         with self._lock:
             self._one_shots.append(_OneShot(n, 200, None, path_prefix, kind=kind))
@@ -391,6 +403,8 @@ class FakePim:
             response = respond(error.status, error.body())
         if edge == "truncated":
             return _truncated(response)
+        if edge == "damaged":
+            return _damaged(response)
         draw -= f.drop_rate + f.rate_limit_rate + f.error_rate
         if 0 <= draw < f.malformed_rate and response.content:
             return _truncated(response)
@@ -401,7 +415,8 @@ class FakePim:
     def _edge_fault(self, path: str) -> httpx.Response | str | None:
         """One-shot failures and outages, applied before anything else (like a proxy's).
 
-        Answers the failure, or "truncated" when the real answer is to be cut afterwards."""
+        Answers the failure, or "truncated" / "damaged" when the real answer is to be spoiled
+        afterwards."""
         for shot in [*self._one_shots, self._outage]:
             if shot is None or (shot.prefix and not path.startswith(shot.prefix)):
                 continue
@@ -416,7 +431,7 @@ class FakePim:
                 raise TimedOut
             if shot.kind == "html":
                 return _html_error()
-            if shot.kind == "truncated":
+            if shot.kind in ("truncated", "damaged"):
                 return shot.kind
             if shot.status == 0:
                 raise DropConnection
