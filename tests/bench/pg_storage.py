@@ -78,7 +78,7 @@ def changed(item: StagedItem, stamp: str) -> StagedItem:
     record["values"]["ean"] = [{"locale": None, "scope": None, "data": stamp}]
     record["updated"] = "2026-06-01T00:00:00+00:00"
     data = orjson.dumps(record).decode()
-    return dataclasses.replace(item, data=data, hash=content_hash(record))
+    return item._replace(data=data, hash=content_hash(record))
 
 
 def compressions(staging_url: str) -> tuple[str, ...]:

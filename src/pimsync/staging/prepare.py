@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import NamedTuple
 
 import orjson
 
@@ -20,9 +20,13 @@ from pimsync.pim.records import Item, Page, Parsed, Rejected
 from pimsync.staging.hashing import content_hash
 
 
-@dataclass(frozen=True, slots=True)
-class StagedItem:
-    """One PIM record, validated and hashed, ready to be written to its entity table."""
+class StagedItem(NamedTuple):
+    """One PIM record, validated and hashed, ready to be written to its entity table.
+
+    A NamedTuple, not a dataclass: the preparing processes pickle a hundred of these a page and
+    the importing process unpickles them, and a tuple does both in C (a frozen dataclass goes
+    through `__setstate__` in Python: 2.3 us an item to unpickle against 0.6 us).
+    """
 
     code: str
     # The PIM record as JSON text. Text, not orjson's bytes: those keep the capacity orjson
