@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -69,3 +71,29 @@ def test_postgresql_sessions_plan_each_execution_afresh(postgres_url):
                 assert connection.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
     finally:
         engine.dispose()
+
+
+def test_a_new_sqlite_database_gets_8k_pages_and_an_old_one_keeps_its_own(tmp_path):
+    def settings(engine) -> tuple[int, str, int]:
+        with engine.connect() as connection:
+            return (
+                connection.exec_driver_sql("PRAGMA page_size").scalar(),
+                connection.exec_driver_sql("PRAGMA journal_mode").scalar(),
+                connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar(),
+            )
+
+    new = open_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    upgrade(new)
+    assert settings(new) == (8192, "wal", 25000)
+    new.dispose()
+
+    old_path = tmp_path / "old.db"
+    old_file = sqlite3.connect(old_path)  # as pimsync made it before: 4 KB pages, WAL
+    old_file.execute("PRAGMA page_size=4096")
+    old_file.execute("PRAGMA journal_mode=WAL")
+    old_file.execute("CREATE TABLE kept (x)")
+    old_file.close()
+    old = open_engine(f"sqlite:///{old_path}")
+    assert upgrade(old) == HEAD_REVISION
+    assert settings(old) == (4096, "wal", 25000)
+    old.dispose()
