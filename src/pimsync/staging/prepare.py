@@ -15,6 +15,7 @@ from typing import NamedTuple
 import orjson
 
 from pimsync.errors import PimError
+from pimsync.gc_tuning import gc_tuned_for_streaming
 from pimsync.pim.models import PimRecord, Product
 from pimsync.pim.records import Item, Page, Parsed, Rejected
 from pimsync.staging.hashing import content_hash
@@ -96,6 +97,14 @@ def serve_pages(pipe: Connection) -> None:
     processes itself once its current batch is committed.
     """
     os.setsid()
+    # The default thresholds collected every 700 allocations here too, traversing the modules
+    # this process loaded: 5.1-5.7 s of CPU per preparing process for 100k products, 3.7-4.0 s
+    # with the importing process's tuning.
+    with gc_tuned_for_streaming():
+        _serve(pipe)
+
+
+def _serve(pipe: Connection) -> None:
     while True:
         try:
             model, content, identifier_attribute, source = pipe.recv()
