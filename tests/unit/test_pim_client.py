@@ -327,6 +327,7 @@ def test_a_compact_answer_leaves_its_records_to_whoever_prepares_the_page():
     client, _ = serve([orjson.dumps(body)])
     (only_page,) = list(client.categories())
     assert only_page._raws is None  # not parsed by the reader
+    assert repr(only_page) == "Page(Category, records not read yet)"  # nor by a log line
     assert only_page.content == orjson.dumps(body)
     assert [i.record.staging_code() for i in only_page if isinstance(i, Parsed)] == ["shoes"]
 

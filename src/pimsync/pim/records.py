@@ -115,6 +115,8 @@ class Page(Sequence[Item]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        if self._items is None and self._raws is None:  # a repr never parses (nor raises)
+            return f"Page({self.model.__name__}, records not read yet)"
         return f"Page({self.model.__name__}, {len(self)} records)"
 
 
