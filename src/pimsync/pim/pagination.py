@@ -17,6 +17,13 @@ class Page:
     next_url: str | None
 
 
+def embedded_items(body: Any) -> list[Any] | None:
+    """A list page's records (`_embedded.items`), or None when the body holds no such list."""
+    embedded = body.get("_embedded") if isinstance(body, dict) else None
+    items = embedded.get("items") if isinstance(embedded, dict) else None
+    return items if isinstance(items, list) else None
+
+
 @dataclass(slots=True)
 class NextLinkPaginator:
     """Decides the next page from `_links.next` and refuses to loop.
@@ -30,10 +37,9 @@ class NextLinkPaginator:
 
     def parse(self, body: Any, url: str) -> Page:
         """A whole list page: its records and the next page's link."""
-        embedded = body.get("_embedded") if isinstance(body, dict) else None
-        items = embedded.get("items") if isinstance(embedded, dict) else None
+        items = embedded_items(body)
         next_url = self.follow(body, url)
-        if not isinstance(items, list):
+        if items is None:
             raise PimError(f"the PIM answered {url} without `_embedded.items`")
         return Page(items=items, next_url=next_url)
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from pimsync.errors import PimError
 from pimsync.pim.models import PimRecord, describe_validation_error
+from pimsync.pim.pagination import embedded_items
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +129,8 @@ def listing_items(content: bytes, source: str) -> tuple[list[Any], bool]:
         body = orjson.loads(content)
     except orjson.JSONDecodeError:
         body, lenient = lenient_json(content), True
-    embedded = body.get("_embedded") if isinstance(body, dict) else None
-    items = embedded.get("items") if isinstance(embedded, dict) else None
-    if not isinstance(items, list):
+    items = embedded_items(body)
+    if items is None:
         # Its envelope read well (the client checks it), so the answer was damaged on the way:
         # nothing of it is staged, and the next run reads the page again.
         problem = "that is not JSON" if body is None else "without `_embedded.items`"
