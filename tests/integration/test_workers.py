@@ -114,12 +114,14 @@ def test_a_worker_on_another_machine_joins_and_feed_order_holds(postgres_url: st
         app = imported_app(postgres_url, pim, url)
         stop = threading.Event()
         joined: list[int] = []
+        worked: list[str] = []
 
         def other_machine() -> None:
             worker_app = App(make_config(postgres_url, PIMSYNC_MAGENTO__BASE_URL=url,
                                          PIMSYNC_MAGENTO__TOKEN=MAGENTO_TOKEN))  # fmt: skip
             report = run_worker(worker_app, should_stop=stop.is_set)
             joined.extend(report.runs)
+            worked.extend(report.counts)
             worker_app.close()
 
         thread = threading.Thread(target=other_machine)
@@ -137,6 +139,10 @@ def test_a_worker_on_another_machine_joins_and_feed_order_holds(postgres_url: st
         with app.repository() as repo:
             run_id = repo.connection.scalar(select(sync_runs.c.id).order_by(sync_runs.c.id.desc()))
         assert joined == [run_id]
+        assert set(worked) >= {"products", "variants"}  # more than one phase of the run
+        # The run's context is built once per process, not once per phase: the coordinator
+        # and the worker each read Magento's store views a single time.
+        assert magento.request_count("GET", "/V1/store/storeViews") == 2
         order = [r.path for r in magento.requests if r.method == "PUT" and "/products/" in r.path]
         parents = {
             child: parent

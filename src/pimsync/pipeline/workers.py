@@ -11,6 +11,11 @@ gives its rows back when the lease runs out. The coordinator moves to the next p
 nothing of the current one is pending, so feed order holds across machines: no variant is sent
 before its configurable parent, no product before the attributes and categories it uses.
 
+Phase changes travel by PostgreSQL notifications (`staging.wakeups`): a worker wakes as a phase
+is published or the run ends, and the coordinator as a worker has settled its last claim, with
+a bounded poll behind each wait. A worker keeps what it built for a run (the run's configuration,
+its Magento connections, the push context) from one phase to the next.
+
 SQLite has no row locks to skip and serves one machine: there `--workers` is declined with a
 note and the push uses its in-process concurrency.
 """
@@ -25,6 +30,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,14 +46,21 @@ from pimsync.pipeline.push_runner import Runner
 from pimsync.pipeline.report import FeedPush, PushReport
 from pimsync.pipeline.resume import config_from_snapshot
 from pimsync.staging.repository import StagingRepository
+from pimsync.staging.wakeups import Listener, notify
 
 log = logging.getLogger("pimsync.workers")
 
 PHASE_KEY = "push_phase"
 # The entities workers share; the rest is pushed by the coordinator alone.
 SHARED_ENTITIES = ("product_models", "products")
+FEEDS_SHARED = ("products", "variants")
 CLAIM_LEASE_SECONDS = 300.0
-POLL_SECONDS = 0.2
+# How long a wait for a phase change or a settled claim may last without a notification: what
+# a lost notification costs, not the usual delay (a notification ends the wait at once).
+POLL_SECONDS = 1.0
+# The coordinator's wait for the others' last claims also covers a worker that died with rows
+# claimed, whose lease runs out in the end; its own polling bounds that wait more tightly.
+SETTLE_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +109,18 @@ class ClaimingRunner(Runner):
         super().__init__(*args, **kwargs)
         self.worker_id = worker_id
         self.coordinator = coordinator
+        self._wakeups: Listener | None = None
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        if self._wakeups is not None:
+            self._wakeups.close()
+            self._wakeups = None
+
+    def _wait_for_others(self) -> None:
+        if self._wakeups is None:
+            self._wakeups = Listener(self.repo.connection.engine)
+        self._wakeups.wait(SETTLE_POLL_SECONDS)
 
     def _claim_size(self) -> int:
         return self.config.magento.concurrency * 4
@@ -135,8 +160,7 @@ class ClaimingRunner(Runner):
         run_id = self.report.run_id
         assert run_id is not None
         phase = Phase(run_id, feed, entity, has_parent, self._include_new())
-        self.repo.set_state(PHASE_KEY, phase.dumps())
-        self.repo.commit()
+        self._publish(phase)
         # Claim and push with the others until nothing is pending: rows claimed by a worker
         # that died come back when their lease runs out, and are pushed here if need be.
         while True:
@@ -148,8 +172,13 @@ class ClaimingRunner(Runner):
             self.repo.commit()
             if pending == 0:
                 break
-            time.sleep(POLL_SECONDS)
+            self._wait_for_others()
         self._count_from_log(feed, counts)
+
+    def _publish(self, phase: Phase) -> None:
+        self.repo.set_state(PHASE_KEY, phase.dumps())
+        notify(self.repo.connection)
+        self.repo.commit()
 
     def _count_from_log(self, feed: str, counts: FeedPush) -> None:
         """The feed's outcomes as every worker logged them, not only this process's."""
@@ -167,8 +196,7 @@ class ClaimingRunner(Runner):
         if current is not None and current.run_id == self.report.run_id:
             done = Phase(current.run_id, current.feed, current.entity, current.has_parent,
                          current.include_new, state="done")  # fmt: skip
-            self.repo.set_state(PHASE_KEY, done.dumps())
-            self.repo.commit()
+            self._publish(done)
 
 
 def worker_id() -> str:
@@ -219,58 +247,105 @@ def run_worker(
     me = worker_id()
     report = WorkerReport(runs=[], counts={})
     idle_since = time.monotonic()
-    with app.repository() as repo:
-        while not should_stop():
-            phase = Phase.loads(repo.state(PHASE_KEY))
-            status = repo.run_status(phase.run_id) if phase else None
-            repo.commit()
-            ours = phase is not None and (run_id is None or phase.run_id == run_id)
-            if run_id is not None and ours and phase is not None:
-                ended = status not in (None, "in_progress")
-                if phase.state == "done" or ended:  # the run needs no more workers
-                    break
-            if not ours or phase is None or phase.state != "running" or status != "in_progress":
-                if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
-                    break
-                time.sleep(POLL_SECONDS)
-                continue
-            _work_phase(app, repo, phase, me, report)
-            idle_since = time.monotonic()
-            # Wait for the coordinator to move on before claiming again.
+    joined: JoinedRun | None = None
+    with app.repository() as repo, Listener(app.engine()) as wakeups:
+        try:
             while not should_stop():
-                current = Phase.loads(repo.state(PHASE_KEY))
+                phase = Phase.loads(repo.state(PHASE_KEY))
+                status = repo.run_status(phase.run_id) if phase else None
                 repo.commit()
-                if current != phase:
-                    break
-                time.sleep(POLL_SECONDS)
+                if phase is not None and run_id not in (None, phase.run_id):
+                    phase = None  # another run's: not ours to work on
+                working = phase is not None and phase.state == "running"
+                working = working and status == "in_progress"
+                if joined is not None and (not working or joined.run_id != phase_run(phase)):
+                    joined.close()  # its run needs no more workers: let go of its connections
+                    joined = None
+                over = phase is not None and (
+                    phase.state == "done" or status not in (None, "in_progress")
+                )
+                if run_id is not None and over:
+                    break  # the run we were started for needs no more workers
+                if not working or phase is None:
+                    wait = POLL_SECONDS
+                    if idle_timeout is not None:
+                        wait = min(wait, idle_since + idle_timeout - time.monotonic())
+                        if wait <= 0:
+                            break
+                    wakeups.wait(wait)
+                    continue
+                if joined is None:
+                    joined = JoinedRun.join(app, repo, phase.run_id, me)
+                _work_phase(joined, phase, report)
+                idle_since = time.monotonic()
+                # Wait for the coordinator to move on before claiming again.
+                while not should_stop():
+                    current = Phase.loads(repo.state(PHASE_KEY))
+                    repo.commit()
+                    if current != phase:
+                        break
+                    wakeups.wait(POLL_SECONDS)
+        finally:
+            if joined is not None:
+                joined.close()
     return report
 
 
-def _work_phase(
-    app: App, repo: StagingRepository, phase: Phase, me: str, report: WorkerReport
-) -> None:
-    saved = repo.get_run(phase.run_id)
-    config = app.config
-    if saved and saved.get("config_snapshot"):
-        # The run's configuration (its mapping), with this machine's own secrets.
-        config = config_from_snapshot(config, orjson.loads(saved["config_snapshot"]))
+def phase_run(phase: Phase | None) -> int | None:
+    return phase.run_id if phase is not None else None
+
+
+class JoinedRun:
+    """What a worker keeps for one run from phase to phase: the run's configuration (its mapping,
+    with this machine's own secrets), its Magento and PIM clients with their open connections,
+    and the push context, built once instead of once per phase."""
+
+    def __init__(self, run_id: int, runner: WorkerRunner, resources: ExitStack) -> None:
+        self.run_id = run_id
+        self.runner = runner
+        self._resources = resources
+
+    @classmethod
+    def join(cls, app: App, repo: StagingRepository, run_id: int, me: str) -> JoinedRun:
+        resources = ExitStack()
+        try:
+            saved = repo.get_run(run_id)
+            config = app.config
+            if saved and saved.get("config_snapshot"):
+                config = config_from_snapshot(config, orjson.loads(saved["config_snapshot"]))
+            resources.enter_context(app.using(config))
+            client = resources.enter_context(app.magento_client())
+            pim = resources.enter_context(app.pim_client_or_none())
+            runner = _worker_runner(app, repo, client, pim, run_id, me)
+            resources.callback(runner.shutdown)
+        except BaseException:
+            resources.close()
+            raise
+        return cls(run_id, runner, resources)
+
+    def close(self) -> None:
+        self._resources.close()
+
+
+def _work_phase(joined: JoinedRun, phase: Phase, report: WorkerReport) -> None:
+    runner = joined.runner
     if phase.run_id not in report.runs:
         report.runs.append(phase.run_id)
     counts = report.counts.setdefault(phase.feed, FeedPush(phase.feed))
     log.info(
         "worker %s joins run %d: %s %s",
-        me,
+        runner.worker_id,
         phase.run_id,
         phase.feed,
         phase.entity,
         extra={"run_id": phase.run_id, "feed": phase.feed},
     )
-    with app.using(config), app.magento_client() as client, app.pim_client_or_none() as pim:
-        runner = _worker_runner(app, repo, client, pim, phase, me)
-        try:
-            runner.push_shared(phase, counts)
-        finally:
-            runner.shutdown()
+    # What the previous phase created (as the coordinator does after each entity).
+    refresh_ids(runner.repo, runner.context)
+    runner.push_shared(phase, counts)
+    # This worker's claims are settled: the coordinator, waiting for them, counts again.
+    notify(runner.repo.connection)
+    runner.repo.commit()
 
 
 def _worker_runner(
@@ -278,7 +353,7 @@ def _worker_runner(
     repo: StagingRepository,
     client: MagentoClient,
     pim: PimClient | None,
-    phase: Phase,
+    run_id: int,
     me: str,
 ) -> WorkerRunner:
     from pimsync.pipeline.push import PushOptions
@@ -288,9 +363,8 @@ def _worker_runner(
     context = PushContext(catalog)
     context.set_ids_by_name = client.attribute_sets()
     load_context(repo, context)
-    refresh_ids(repo, context)
-    options = PushOptions(feeds=[phase.feed], reindex=False)
-    report = PushReport(run_id=phase.run_id, kind="worker")
+    options = PushOptions(feeds=list(FEEDS_SHARED), reindex=False)
+    report = PushReport(run_id=run_id, kind="worker")
     return WorkerRunner(
         app, repo, client, pim, context, options, report, worker_id=me, coordinator=False
     )
