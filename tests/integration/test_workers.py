@@ -169,3 +169,44 @@ def test_workers_on_sqlite_are_declined_with_a_note(tmp_path: Path):
         with pytest.raises(UsageError, match="needs a PostgreSQL staging database"):
             run_worker(app, idle_timeout=0)
         app.close()
+
+
+@pytest.mark.postgres
+def test_a_local_worker_whose_coordinator_never_assigns_a_run_exits_without_working(
+    postgres_url: str,
+):
+    """`create --workers` starts its workers before its run begins; a coordinator that fails
+    before that closes their stdin, and they exit at once instead of waiting for work."""
+    with FakeMagento() as magento, serve(magento) as url:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "pimsync", "worker", "--run-from-stdin", "--json"],
+            env={"PATH": os.environ.get("PATH", ""), **push_env(postgres_url, url)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = worker.communicate(b"", timeout=120)
+        assert worker.returncode == 0, err
+        assert orjson.loads(out) == {"runs": [], "feeds": {}}
+        assert magento.request_count() == 0
+
+
+@pytest.mark.postgres
+def test_a_worker_for_a_run_that_ended_without_a_phase_returns(postgres_url: str):
+    """A run that never had products to share (`create --feed attributes --workers 4` has no
+    phase) lets its workers go as soon as it ends, rather than after the coordinator's grace."""
+    pim = FakePim(products=20)
+    with FakeMagento() as magento, serve(magento) as url:
+        app = imported_app(postgres_url, pim, url)
+        report = pipeline.run_push(app, "create", pipeline.PushOptions(feeds=["attributes"]))
+        assert report.exit_code == 0 and report.run_id is not None
+        bound = threading.Event()
+        timer = threading.Timer(60, bound.set)  # the test's own bound, never reached if fixed
+        timer.start()
+        try:
+            worker = run_worker(app, run_id=report.run_id, should_stop=bound.is_set)
+        finally:
+            timer.cancel()
+        assert not bound.is_set()  # it returned because the run ended, not at the bound
+        assert worker.runs == []
+        app.close()

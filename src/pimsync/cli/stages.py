@@ -194,13 +194,21 @@ def _push(app: App, kind: str, options: pipeline.PushOptions, as_json: bool) -> 
 @cli.command("worker")
 @click.option("--run", "run_id", type=int, help="Work for this push run only, then exit.")
 @click.option(
+    "--run-from-stdin",
+    is_flag=True,
+    hidden=True,
+    help="Read the run to work for from stdin (how `create --workers` starts its own).",
+)
+@click.option(
     "--idle-timeout",
     type=click.FloatRange(0),
     help="Exit after this many seconds with no push to work on (default: wait forever).",
 )
 @json_option
 @pass_app
-def worker(app: App, run_id: int | None, idle_timeout: float | None, as_json: bool) -> None:
+def worker(
+    app: App, run_id: int | None, run_from_stdin: bool, idle_timeout: float | None, as_json: bool
+) -> None:
     """Push products and variants for `create` runs of a PostgreSQL staging database.
 
     Start any number of them, on any machine that reaches the database and Magento; each
@@ -211,13 +219,14 @@ def worker(app: App, run_id: int | None, idle_timeout: float | None, as_json: bo
         pimsync worker
         pimsync worker --idle-timeout 600
     """
-    from pimsync.pipeline.workers import run_worker
+    from pimsync.pipeline.workers import run_id_from_stdin, run_worker
 
     stop = StopFlag()
     with stop_signals(stop):
         report = run_worker(
             app,
             run_id=run_id,
+            await_run=run_id_from_stdin if run_from_stdin else None,
             idle_timeout=idle_timeout,
             should_stop=lambda: stop.stop_requested,
         )

@@ -12,12 +12,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import subprocess
-import time
 from collections.abc import Iterable
-from contextlib import suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pimsync.app import App
 from pimsync.config import PUSH_FEEDS, Config
@@ -35,6 +34,9 @@ from pimsync.pipeline.report import FeedPush, PushReport
 from pimsync.pipeline.resume import Resumption, snapshot, stopped_run
 from pimsync.staging.repository import StagingRepository
 from pimsync.staging.tables import Status
+
+if TYPE_CHECKING:
+    from pimsync.pipeline.workers import LocalWorkers
 
 log = logging.getLogger("pimsync.push")
 
@@ -159,6 +161,7 @@ def _push(
         app.repository() as repo,
         app.magento_client() as client,
         app.pim_client_or_none() as pim,
+        _local_workers(app, repo, options) as workers,
     ):
         catalog = build_catalog_context(repo, client, config)
         context = PushContext(catalog, force=options.force or options.failed_only)
@@ -166,7 +169,7 @@ def _push(
         load_context(repo, context)
         if not options.dry_run:
             report.run_id = begin(repo)
-        runner, workers = _runner(app, repo, client, pim, context, options, report, lock)
+        runner = _runner(app, repo, client, pim, context, options, report, lock, workers)
         try:
             if not options.dry_run and not options.force and not options.failed_only:
                 report.marked_by_mapping = runner.reconcile_mapping()
@@ -176,7 +179,8 @@ def _push(
             runner.shutdown()
             with suppress(Exception):  # the run's own error is the one to report
                 runner.finish_phases()
-            _stop_workers(workers)
+            if workers is not None:
+                workers.stop()
             if report.run_id is not None:
                 repo.rollback()
                 stopped = isinstance(exc, KeyboardInterrupt | StopRequested)
@@ -197,7 +201,8 @@ def _push(
             raise
         runner.shutdown()
         runner.finish_phases()
-        _stop_workers(workers)
+        if workers is not None:
+            workers.stop()
         report.status = "success"
         if not options.dry_run:
             repo.set_state(MAPPING_STATE, config.mapping.fingerprint())
@@ -229,35 +234,42 @@ def _runner(
     options: PushOptions,
     report: PushReport,
     lock: RunLock | None,
-) -> tuple[Runner, list[subprocess.Popen[bytes]]]:
+    workers: LocalWorkers | None,
+) -> Runner:
     """The run's Runner; with several workers on PostgreSQL, a coordinator and its workers."""
     if options.workers <= 1 or options.dry_run:
-        return Runner(app, repo, client, pim, context, options, report, lock), []
+        return Runner(app, repo, client, pim, context, options, report, lock)
     if repo.connection.dialect.name != "postgresql":
         report.notes.append(
             f"--workers {options.workers} declined: SQLite serves one machine; this push uses "
             f"its {app.config.magento.concurrency} concurrent requests ([magento] concurrency)"
         )
-        return Runner(app, repo, client, pim, context, options, report, lock), []
-    from pimsync.pipeline.workers import ClaimingRunner, start_local_workers, worker_id
+        return Runner(app, repo, client, pim, context, options, report, lock)
+    from pimsync.pipeline.workers import ClaimingRunner, worker_id
 
     runner = ClaimingRunner(
         app, repo, client, pim, context, options, report, lock,
         worker_id=worker_id(), coordinator=True,
     )  # fmt: skip
-    assert report.run_id is not None
-    return runner, start_local_workers(app, options.workers - 1, report.run_id)
+    if workers is not None:
+        assert report.run_id is not None
+        workers.assign(report.run_id)
+    return runner
 
 
-def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    """Local workers end by themselves once the run ends; a straggler is terminated."""
-    deadline = time.monotonic() + 30
-    for process in workers:
-        try:
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            process.wait(timeout=10)
+def _local_workers(
+    app: App, repo: StagingRepository, options: PushOptions
+) -> AbstractContextManager[LocalWorkers | None]:
+    """The N - 1 worker processes of `--workers N`, started now so that their start-up overlaps
+    the coordinator's own; none on SQLite, in a dry run, or for feeds that workers do not share."""
+    from pimsync.pipeline.workers import FEEDS_SHARED, LocalWorkers
+
+    shared = any(feed in FEEDS_SHARED for feed in options.feeds)
+    if options.workers <= 1 or options.dry_run or not shared:
+        return nullcontext(None)
+    if repo.connection.dialect.name != "postgresql":
+        return nullcontext(None)
+    return LocalWorkers(app, options.workers - 1)
 
 
 def nothing_to_push(app: App, config: Config, options: PushOptions) -> bool:

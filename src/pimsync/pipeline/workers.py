@@ -30,7 +30,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,16 +203,60 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def start_local_workers(app: App, count: int, run_id: int) -> list[subprocess.Popen[bytes]]:
-    """Start `count` `pimsync worker --run ID` processes with this process's configuration."""
-    command = [sys.executable, "-m", "pimsync"]
-    if app.config.source_path is not None:
-        command += ["--config", str(app.config.source_path)]
-    command += ["--staging-url", app.config.staging.url, "worker", "--run", str(run_id)]
-    return [
-        subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        for _ in range(count)
-    ]
+class LocalWorkers:
+    """The `pimsync worker` processes `create --workers N` starts on this machine.
+
+    They are started before the coordinator reads Magento's stores and the staged context, so
+    that their own start-up (an interpreter, its imports, the database) overlaps it; each then
+    waits on its stdin for the run id, which `assign` writes once the run has begun. A
+    coordinator that fails before that closes their stdin, and they exit without working.
+    """
+
+    def __init__(self, app: App, count: int) -> None:
+        command = [sys.executable, "-m", "pimsync"]
+        if app.config.source_path is not None:
+            command += ["--config", str(app.config.source_path)]
+        command += ["--staging-url", app.config.staging.url, "worker", "--run-from-stdin"]
+        self.processes = [
+            subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            for _ in range(count)
+        ]
+
+    def assign(self, run_id: int) -> None:
+        """Tell every worker the run to work for (a worker that already died is skipped)."""
+        for process in self.processes:
+            assert process.stdin is not None
+            with suppress(OSError):  # BrokenPipeError: it died; the others do its share
+                process.stdin.write(f"{run_id}\n".encode())
+                process.stdin.close()
+
+    def stop(self) -> None:
+        """Wait for the workers to end by themselves (they do once the run needs them no more,
+        or at once when no run was assigned); a straggler is terminated."""
+        for process in self.processes:
+            assert process.stdin is not None
+            with suppress(OSError):
+                process.stdin.close()
+        deadline = time.monotonic() + 30
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait(timeout=10)
+
+    def __enter__(self) -> LocalWorkers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def run_id_from_stdin() -> int | None:
+    """The run id a coordinator writes on a local worker's stdin; None when it closes it
+    without one (it failed before its run began)."""
+    line = sys.stdin.readline().strip()
+    return int(line) if line.isdigit() else None
 
 
 @dataclass
@@ -233,62 +277,95 @@ def run_worker(
     app: App,
     *,
     run_id: int | None = None,
+    await_run: Callable[[], int | None] | None = None,
     idle_timeout: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> WorkerReport:
     """Join the phases of push runs until told to stop.
 
     With `run_id`, work for that run only and return when it no longer needs workers (what
-    `create --workers` starts). Without, serve run after run; `idle_timeout` returns after that
-    many seconds without a phase to work on.
+    `create --workers` starts); `await_run` gives that run id once the database and the
+    listening connection are ready (None: no run, return at once). Without either, serve run
+    after run; `idle_timeout` returns after that many seconds without a phase to work on.
     """
     require_postgresql(app, "pimsync worker")
     app.config.require("magento.base_url", "magento.token")
-    me = worker_id()
     report = WorkerReport(runs=[], counts={})
-    idle_since = time.monotonic()
-    joined: JoinedRun | None = None
     with app.repository() as repo, Listener(app.engine()) as wakeups:
+        if await_run is not None:
+            run_id = await_run()
+            if run_id is None:
+                return report
+        worker = _Worker(app, repo, wakeups, report)
         try:
-            while not should_stop():
-                phase = Phase.loads(repo.state(PHASE_KEY))
-                status = repo.run_status(phase.run_id) if phase else None
-                repo.commit()
-                if phase is not None and run_id not in (None, phase.run_id):
-                    phase = None  # another run's: not ours to work on
-                working = phase is not None and phase.state == "running"
-                working = working and status == "in_progress"
-                if joined is not None and (not working or joined.run_id != phase_run(phase)):
-                    joined.close()  # its run needs no more workers: let go of its connections
-                    joined = None
-                over = phase is not None and (
-                    phase.state == "done" or status not in (None, "in_progress")
-                )
-                if run_id is not None and over:
-                    break  # the run we were started for needs no more workers
-                if not working or phase is None:
-                    wait = POLL_SECONDS
-                    if idle_timeout is not None:
-                        wait = min(wait, idle_since + idle_timeout - time.monotonic())
-                        if wait <= 0:
-                            break
-                    wakeups.wait(wait)
-                    continue
-                if joined is None:
-                    joined = JoinedRun.join(app, repo, phase.run_id, me)
-                _work_phase(joined, phase, report)
-                idle_since = time.monotonic()
-                # Wait for the coordinator to move on before claiming again.
-                while not should_stop():
-                    current = Phase.loads(repo.state(PHASE_KEY))
-                    repo.commit()
-                    if current != phase:
-                        break
-                    wakeups.wait(POLL_SECONDS)
+            if run_id is not None:
+                worker.prepare(run_id)
+            worker.serve(run_id, idle_timeout, should_stop)
         finally:
-            if joined is not None:
-                joined.close()
+            worker.leave()
     return report
+
+
+class _Worker:
+    """One worker's loop over the phases it joins, and the run it holds a JoinedRun for."""
+
+    def __init__(
+        self, app: App, repo: StagingRepository, wakeups: Listener, report: WorkerReport
+    ) -> None:
+        self.app, self.repo, self.wakeups, self.report = app, repo, wakeups, report
+        self.me = worker_id()
+        self.joined: JoinedRun | None = None
+
+    def prepare(self, run_id: int) -> None:
+        """Build what the run needs before the coordinator publishes its first phase."""
+        if self.repo.run_status(run_id) == "in_progress":
+            self.joined = JoinedRun.join(self.app, self.repo, run_id, self.me)
+        self.repo.commit()
+
+    def leave(self) -> None:
+        if self.joined is not None:
+            self.joined.close()  # the run's clients and their connections
+            self.joined = None
+
+    def serve(
+        self, run_id: int | None, idle_timeout: float | None, should_stop: Callable[[], bool]
+    ) -> None:
+        repo = self.repo
+        idle_since = time.monotonic()
+        while not should_stop():
+            phase = Phase.loads(repo.state(PHASE_KEY))
+            if phase is not None and run_id not in (None, phase.run_id):
+                phase = None  # another run's: not ours to work on
+            watched = run_id if run_id is not None else phase_run(phase)
+            status = repo.run_status(watched) if watched is not None else None
+            repo.commit()
+            if run_id is not None and (
+                status != "in_progress" or (phase is not None and phase.state == "done")
+            ):
+                return  # the run we work for needs no more workers (it may have had no phase)
+            if self.joined is not None and (
+                self.joined.run_id != watched or status != "in_progress"
+            ):
+                self.leave()  # its run is over
+            if phase is None or phase.state != "running" or status != "in_progress":
+                wait = POLL_SECONDS
+                if idle_timeout is not None:
+                    wait = min(wait, idle_since + idle_timeout - time.monotonic())
+                    if wait <= 0:
+                        return
+                self.wakeups.wait(wait)
+                continue
+            if self.joined is None:
+                self.joined = JoinedRun.join(self.app, repo, phase.run_id, self.me)
+            _work_phase(self.joined, phase, self.report)
+            idle_since = time.monotonic()
+            # Wait for the coordinator to move on before claiming again.
+            while not should_stop():
+                current = Phase.loads(repo.state(PHASE_KEY))
+                repo.commit()
+                if current != phase:
+                    break
+                self.wakeups.wait(POLL_SECONDS)
 
 
 def phase_run(phase: Phase | None) -> int | None:
