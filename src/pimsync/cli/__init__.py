@@ -4,6 +4,8 @@
 registers their commands on it.
 """
 
+import gc
+
 from pimsync.cli import check, control, inspect, stages, tools
 from pimsync.cli.base import cli
 
@@ -12,4 +14,12 @@ __all__ = ["check", "cli", "control", "inspect", "main", "stages", "tools"]
 
 def main() -> None:
     """The console script."""
-    cli(prog_name="pimsync")
+    try:
+        cli(prog_name="pimsync")
+    finally:
+        # The command is done (its output flushed, its files and connections closed): spare the
+        # interpreter's last collection over every object its modules created, about 0.13 s of
+        # each command's exit here, and on the critical path of `create --workers`, whose
+        # coordinator waits for its workers to exit. Objects are still freed as their modules
+        # go; only garbage in reference cycles is left to the operating system.
+        gc.freeze()
