@@ -5,7 +5,9 @@ size pimsync uses) with dlt's own RESTClient, following `_links.next`, and loads
 into duckdb with `write_disposition="merge"` on `primary_key="uuid"`: what pimsync's staging
 does (an upsert keyed by uuid). `max_table_nesting=0` keeps each product's nested fields as
 JSON columns, as pimsync keeps the record as JSON, instead of dlt's default of a child table
-per value list, which would make dlt do far more work than pimsync does.
+per value list, which would make dlt do far more work than pimsync does. `--dlt-defaults`
+leaves both the nesting and the load file format to dlt, as a resource written from dlt's
+documentation would.
 
     BENCH_PIM_TOKEN=... python tests/bench/dlt_import.py --pim http://127.0.0.1:PORT \
         --path '/api/rest/v1/products-uuid?pagination_type=search_after&limit=100' --dir /tmp/dlt
@@ -28,7 +30,7 @@ from typing import Any
 
 
 def load(
-    pim_url: str, path: str, token: str, folder: Path, nesting: int, file_format: str | None
+    pim_url: str, path: str, token: str, folder: Path, nesting: int | None, file_format: str | None
 ) -> dict[str, Any]:
     # Set before dlt is imported, so that no part of it ever sees telemetry on.
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
@@ -86,10 +88,14 @@ def main() -> None:
     parser.add_argument("--dir", required=True, type=Path, help="folder for duckdb and dlt state")
     parser.add_argument("--nesting", type=int, default=0, help="dlt's max_table_nesting")
     parser.add_argument("--format", help="dlt's loader_file_format (default: the destination's)")
+    parser.add_argument(
+        "--dlt-defaults", action="store_true", help="dlt's own nesting and load file format"
+    )
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     token = os.environ["BENCH_PIM_TOKEN"]
-    result = load(args.pim, args.path, token, args.dir, args.nesting, args.format)
+    nesting, file_format = (None, None) if args.dlt_defaults else (args.nesting, args.format)
+    result = load(args.pim, args.path, token, args.dir, nesting, file_format)
     print(json.dumps(result))
 
 

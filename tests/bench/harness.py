@@ -7,7 +7,10 @@ fixture clears `PIMSYNC_*` from each test's environment):
   run over the largest. `PIMSYNC_BENCH_SIZES=100000` leaves the 1M runs out.
 - `PIMSYNC_BENCH_BACKENDS` (`sqlite,postgres`): staging backends of the import benchmarks.
 - `PIMSYNC_BENCH_PUSH` (`10000`): catalog size of the push benchmarks (7.7k products pushed).
-- `PIMSYNC_BENCH_DLT_SIZE` (the smallest size): catalog size of the pimsync/dlt comparison.
+- `PIMSYNC_BENCH_DLT_SIZE` (the smallest size): catalog size of the pimsync/dlt comparison
+  (pimsync, dlt as we tuned it, and the bare loop).
+- `PIMSYNC_BENCH_DLT_DEFAULTS_SIZE` (10000): catalog size of the run of dlt with its defaults,
+  which needs about 2 GB of memory per 10k products here.
 - `PIMSYNC_BENCH_STORAGE_ROWS` (`100000`): rows of the PostgreSQL compression measurement.
 - `PIMSYNC_BENCH_TIMEOUT` (`3600`): seconds one measured command may take; past that it is
   stopped and its row says it did not finish, so that a stall cannot hold the run for hours.
@@ -39,6 +42,7 @@ SIZES = [int(s) for s in os.environ.get("PIMSYNC_BENCH_SIZES", "100000,1000000")
 BACKENDS = os.environ.get("PIMSYNC_BENCH_BACKENDS", "sqlite,postgres").split(",")
 PUSH_PRODUCTS = int(os.environ.get("PIMSYNC_BENCH_PUSH", "10000"))
 DLT_SIZE = int(os.environ.get("PIMSYNC_BENCH_DLT_SIZE", str(min(SIZES))))
+DLT_DEFAULTS_SIZE = int(os.environ.get("PIMSYNC_BENCH_DLT_DEFAULTS_SIZE", "10000"))
 STORAGE_ROWS = int(os.environ.get("PIMSYNC_BENCH_STORAGE_ROWS", "100000"))
 TIMEOUT = float(os.environ.get("PIMSYNC_BENCH_TIMEOUT", "3600"))
 MAGENTO_TOKEN = "magento-token"
@@ -115,7 +119,8 @@ def report_markdown(started: str, load_start: float) -> str:
         f"{os.getloadavg()[0]:.2f} (other work on the machine makes every figure noisy)",
         f"- sizes: PIMSYNC_BENCH_SIZES={','.join(map(str, SIZES))}, "
         f"PIMSYNC_BENCH_BACKENDS={','.join(BACKENDS)}, PIMSYNC_BENCH_PUSH={PUSH_PRODUCTS}, "
-        f"PIMSYNC_BENCH_DLT_SIZE={DLT_SIZE}, PIMSYNC_BENCH_STORAGE_ROWS={STORAGE_ROWS}",
+        f"PIMSYNC_BENCH_DLT_SIZE={DLT_SIZE}, PIMSYNC_BENCH_DLT_DEFAULTS_SIZE={DLT_DEFAULTS_SIZE}, "
+        f"PIMSYNC_BENCH_STORAGE_ROWS={STORAGE_ROWS}",
         *(f"- {key}: {value}" for key, value in sorted(FACTS.items())),
         "- peak RSS is the measured process's own (through /usr/bin/time), not the mocks' nor "
         "the PostgreSQL server's",
