@@ -43,6 +43,10 @@ BACKENDS = os.environ.get("PIMSYNC_BENCH_BACKENDS", "sqlite,postgres").split(","
 PUSH_PRODUCTS = int(os.environ.get("PIMSYNC_BENCH_PUSH", "10000"))
 DLT_SIZE = int(os.environ.get("PIMSYNC_BENCH_DLT_SIZE", str(min(SIZES))))
 DLT_DEFAULTS_SIZE = int(os.environ.get("PIMSYNC_BENCH_DLT_DEFAULTS_SIZE", "10000"))
+# Issue #2's 10,000 products/s was set when its bare loop (tests/bench/bare_loop.py) ran
+# 12,800/s on this machine: the share of the loop's speed pimsync keeps for its validation and
+# bookkeeping, which the report judges beside the absolute target on the day's machine.
+BARE_SHARE = 10_000 / 12_800
 STORAGE_ROWS = int(os.environ.get("PIMSYNC_BENCH_STORAGE_ROWS", "100000"))
 TIMEOUT = float(os.environ.get("PIMSYNC_BENCH_TIMEOUT", "3600"))
 MAGENTO_TOKEN = "magento-token"
@@ -263,6 +267,33 @@ def pim_token(client: httpx.Client) -> str:
     response = client.post("/api/oauth/v1/token", json=PIM_AUTH, auth=PIM_CLIENT)
     response.raise_for_status()
     return str(response.json()["access_token"])
+
+
+def pim_env(env: dict[str, str], url: str) -> dict[str, str]:
+    """The environment of a script that reads the mock PIM itself (the token, never argv)."""
+    with httpx.Client(base_url=url) as client:
+        token = pim_token(client)
+    return {**env, "BENCH_PIM_TOKEN": token, "RUNTIME__DLTHUB_TELEMETRY": "false"}
+
+
+def bare_loop(env: dict[str, str], url: str, database: Path) -> tuple[Measured, int, float]:
+    """Run tests/bench/bare_loop.py over the mock at `url`: its process, the products it
+    upserted and the seconds its loop took (start-up left out, as pimsync's feed time does)."""
+    script = Path(__file__).with_name("bare_loop.py")
+    argv = [
+        sys.executable,
+        str(script),
+        "--pim",
+        url,
+        "--path",
+        PRODUCTS_URL,
+        "--db",
+        str(database),
+    ]
+    done = measure(pim_env(env, url), argv)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    result = orjson.loads(done.stdout)
+    return done, int(result["rows"]), float(result["seconds"])
 
 
 def touch_products(pim_url: str, count: int, stride: int) -> None:

@@ -14,12 +14,14 @@ import pytest
 
 from tests.bench.harness import (
     BACKENDS,
+    BARE_SHARE,
     MAGENTO_TOKEN,
     PUSH_PRODUCTS,
     SIZES,
     Measured,
     Row,
     add,
+    bare_loop,
     base_env,
     rate,
     run,
@@ -43,6 +45,37 @@ ONE_PERCENT_SECONDS = 5.0  # import:incremental with 1% of the largest catalog c
 NOTHING_SECONDS = 10.0  # import:incremental with nothing changed
 # Peak RSS of each import:full, by backend and size, for the flatness row.
 IMPORT_RSS: dict[tuple[str, int], float] = {}
+
+
+def compare_with_bare_loop(
+    env: dict[str, str], url: str, size: int, ours: float, tmp_path: Path
+) -> None:
+    """The bare loop over the same mock, and the share of its speed pimsync kept."""
+    loop, rows, seconds = bare_loop(env, url, tmp_path / "bare.db")
+    assert rows == size, rows
+    loop_rate = rows / seconds
+    add(
+        Row(
+            IMPORT,
+            f"bare loop, {size:,} products (SQLite)",
+            rate(rows, seconds),
+            rows,
+            seconds,
+            loop.rss_mb,
+            notes="tests/bench/bare_loop.py on the same mock: fetch, orjson, hash, upsert;"
+            f" whole process {loop.seconds:.1f} s",
+        )
+    )
+    add(
+        Row(
+            IMPORT,
+            f"pimsync/bare loop, {size:,} products (SQLite)",
+            f"{ours / loop_rate:.0%}",
+            target=f"≥ {BARE_SHARE:.0%} (#2's 10,000/s against its loop's 12,800/s)",
+            met=ours / loop_rate >= BARE_SHARE,
+            notes="the share of the yardstick's speed pimsync keeps on the day's machine",
+        )
+    )
 
 
 def staging_for(backend: str, request: pytest.FixtureRequest) -> str | None:
@@ -89,6 +122,8 @@ def test_import(backend: str, size: int, tmp_path: Path, request: pytest.Fixture
             )
         )
         IMPORT_RSS[backend, size] = full.peak_rss_mb
+        if backend == "sqlite":
+            compare_with_bare_loop(env, url, size, size / products["seconds"], tmp_path)
         if size < max(SIZES):
             return
         if (backend, min(SIZES)) in IMPORT_RSS and min(SIZES) < size:
