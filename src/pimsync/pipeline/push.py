@@ -24,7 +24,7 @@ from pimsync.errors import InterruptedRunError, MagentoError
 from pimsync.lock import RunLock, StopRequested
 from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
-from pimsync.pipeline.push_context import build_catalog_context, load_context
+from pimsync.pipeline.push_context import build_push_context
 from pimsync.pipeline.push_deletions import pending_deletions
 from pimsync.pipeline.push_items import (
     PushContext,
@@ -163,10 +163,9 @@ def _push(
         app.pim_client_or_none() as pim,
         _local_workers(app, repo, options) as workers,
     ):
-        catalog = build_catalog_context(repo, client, config)
-        context = PushContext(catalog, force=options.force or options.failed_only)
-        context.set_ids_by_name = client.attribute_sets()
-        load_context(repo, context)
+        context = build_push_context(
+            repo, client, config, force=options.force or options.failed_only
+        )
         if not options.dry_run:
             report.run_id = begin(repo)
         runner = _runner(app, repo, client, pim, context, options, report, lock, workers)

@@ -1,6 +1,9 @@
-"""What payloads refer to: Magento's stores and websites, and the ids and axes in staging."""
+"""What payloads refer to: Magento's stores, websites and attribute sets, and the ids and
+axes in staging."""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 from pimsync.config import Config
 from pimsync.errors import ConfigError
@@ -11,12 +14,40 @@ from pimsync.staging.repository import StagingRepository
 from pimsync.staging.tables import Status
 
 
+def build_push_context(
+    repo: StagingRepository, client: MagentoClient, config: Config, *, force: bool = False
+) -> PushContext:
+    """Everything a push's payloads refer to: Magento's stores, websites and attribute sets
+    (read together), checked against the mapping, then what staging holds."""
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pimsync-setup") as pool:
+        sets = pool.submit(client.attribute_sets)
+        catalog = build_catalog_context(repo, client, config, pool)
+        set_ids = sets.result()
+    context = PushContext(catalog, force=force)
+    context.set_ids_by_name = set_ids
+    load_context(repo, context)
+    return context
+
+
 def build_catalog_context(
-    repo: StagingRepository, client: MagentoClient, config: Config
+    repo: StagingRepository,
+    client: MagentoClient,
+    config: Config,
+    pool: ThreadPoolExecutor | None = None,
 ) -> CatalogContext:
-    """Read Magento's stores and websites and check that the mapping names existing ones."""
-    stores = {store.code: store.id for store in client.store_views()}
-    websites = {website.code: website.id for website in client.websites()}
+    """Read Magento's stores and websites and check that the mapping names existing ones.
+
+    With a `pool`, the reads go out together: each is a round trip that the run waits for
+    before its first item (and every worker before its first claim), and a real Magento takes
+    a few hundred milliseconds to answer each.
+    """
+    if pool is None:
+        stores_list, websites_list = client.store_views(), client.websites()
+    else:
+        stores_read, websites_read = pool.submit(client.store_views), pool.submit(client.websites)
+        stores_list, websites_list = stores_read.result(), websites_read.result()
+    stores = {store.code: store.id for store in stores_list}
+    websites = {website.code: website.id for website in websites_list}
     problems = [
         f"[mapping] locales: Magento has no store view {code!r} (it has {', '.join(stores)})"
         for code in config.mapping.locales.values()

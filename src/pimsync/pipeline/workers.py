@@ -40,8 +40,7 @@ from pimsync.app import App
 from pimsync.errors import UsageError
 from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
-from pimsync.pipeline.push_context import build_catalog_context, load_context, refresh_ids
-from pimsync.pipeline.push_items import PushContext
+from pimsync.pipeline.push_context import build_push_context, refresh_ids
 from pimsync.pipeline.push_runner import Runner
 from pimsync.pipeline.report import FeedPush, PushReport
 from pimsync.pipeline.resume import config_from_snapshot
@@ -436,10 +435,7 @@ def _worker_runner(
     from pimsync.pipeline.push import PushOptions
 
     config = app.config
-    catalog = build_catalog_context(repo, client, config)
-    context = PushContext(catalog)
-    context.set_ids_by_name = client.attribute_sets()
-    load_context(repo, context)
+    context = build_push_context(repo, client, config)
     options = PushOptions(feeds=list(FEEDS_SHARED), reindex=False)
     report = PushReport(run_id=run_id, kind="worker")
     return WorkerRunner(
