@@ -129,13 +129,15 @@ def test_import(backend: str, size: int, tmp_path: Path, request: pytest.Fixture
         if (backend, min(SIZES)) in IMPORT_RSS and min(SIZES) < size:
             smallest = IMPORT_RSS[backend, min(SIZES)]
             growth = full.peak_rss_mb - smallest
+            # Issue #5 asks for flat on every backend; #2's 100 MB is for SQLite, and each
+            # SQLite import row above already judges it.
             add(
                 Row(
                     IMPORT,
                     f"peak RSS from {min(SIZES):,} to {size:,} products ({label})",
                     f"{smallest:.0f} → {full.peak_rss_mb:.0f} MB ({growth:+.0f} MB)",
-                    target=f"flat (within 10%), ≤ {IMPORT_RSS_MB:.0f} MB",
-                    met=growth <= 0.1 * smallest and full.peak_rss_mb <= IMPORT_RSS_MB,
+                    target="flat (within 10%)",
+                    met=growth <= 0.1 * smallest,
                 )
             )
         nothing = run(env, "import:incremental", "--feed", "products")
