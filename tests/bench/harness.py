@@ -269,6 +269,18 @@ def pim_token(client: httpx.Client) -> str:
     return str(response.json()["access_token"])
 
 
+def bare_share_row(section: str, scenario: str, ours: float, loop: float) -> Row:
+    """The share of the bare loop's products/s that pimsync kept, judged by BARE_SHARE."""
+    return Row(
+        section,
+        scenario,
+        f"{ours / loop:.0%}",
+        target=f"≥ {BARE_SHARE:.0%} (#2's 10,000/s against its loop's 12,800/s)",
+        met=ours / loop >= BARE_SHARE,
+        notes="the share of the yardstick's speed pimsync keeps on the day's machine",
+    )
+
+
 def pim_env(env: dict[str, str], url: str) -> dict[str, str]:
     """The environment of a script that reads the mock PIM itself (the token, never argv)."""
     with httpx.Client(base_url=url) as client:

@@ -14,7 +14,6 @@ import pytest
 
 from tests.bench.harness import (
     BACKENDS,
-    BARE_SHARE,
     MAGENTO_TOKEN,
     PUSH_PRODUCTS,
     SIZES,
@@ -22,6 +21,7 @@ from tests.bench.harness import (
     Row,
     add,
     bare_loop,
+    bare_share_row,
     base_env,
     rate,
     run,
@@ -66,16 +66,7 @@ def compare_with_bare_loop(
             f" whole process {loop.seconds:.1f} s",
         )
     )
-    add(
-        Row(
-            IMPORT,
-            f"pimsync/bare loop, {size:,} products (SQLite)",
-            f"{ours / loop_rate:.0%}",
-            target=f"≥ {BARE_SHARE:.0%} (#2's 10,000/s against its loop's 12,800/s)",
-            met=ours / loop_rate >= BARE_SHARE,
-            notes="the share of the yardstick's speed pimsync keeps on the day's machine",
-        )
-    )
+    add(bare_share_row(IMPORT, f"pimsync/bare loop, {size:,} products (SQLite)", ours, loop_rate))
 
 
 def staging_for(backend: str, request: pytest.FixtureRequest) -> str | None:
