@@ -173,7 +173,7 @@ def _would_push(
         )
     try:
         with _client(app) as client, app.repository() as repo:
-            catalog = build_catalog_context(repo, client, config)
+            catalog = build_catalog_context(client, config)
             context = PushContext(catalog)
             load_context(repo, context)
             payloads, note = _payload(entity, row, context)

@@ -235,14 +235,14 @@ def _runner(
     lock: RunLock | None,
     workers: LocalWorkers | None,
 ) -> Runner:
-    """The run's Runner; with several workers on PostgreSQL, a coordinator and its workers."""
-    if options.workers <= 1 or options.dry_run:
-        return Runner(app, repo, client, pim, context, options, report, lock)
-    if repo.connection.dialect.name != "postgresql":
+    """The run's Runner; with local workers (`_local_workers`), a coordinator of the phases."""
+    several = options.workers > 1 and not options.dry_run
+    if several and repo.connection.dialect.name != "postgresql":
         report.notes.append(
             f"--workers {options.workers} declined: SQLite serves one machine; this push uses "
             f"its {app.config.magento.concurrency} concurrent requests ([magento] concurrency)"
         )
+    if workers is None:
         return Runner(app, repo, client, pim, context, options, report, lock)
     from pimsync.pipeline.workers import ClaimingRunner, worker_id
 
@@ -250,9 +250,8 @@ def _runner(
         app, repo, client, pim, context, options, report, lock,
         worker_id=worker_id(), coordinator=True,
     )  # fmt: skip
-    if workers is not None:
-        assert report.run_id is not None
-        workers.assign(report.run_id)
+    assert report.run_id is not None
+    workers.assign(report.run_id)
     return runner
 
 
@@ -260,7 +259,8 @@ def _local_workers(
     app: App, repo: StagingRepository, options: PushOptions
 ) -> AbstractContextManager[LocalWorkers | None]:
     """The N - 1 worker processes of `--workers N`, started now so that their start-up overlaps
-    the coordinator's own; none on SQLite, in a dry run, or for feeds that workers do not share."""
+    the coordinator's own; none on SQLite, in a dry run, or for feeds that workers do not share
+    (the push then runs in this process alone)."""
     from pimsync.pipeline.workers import FEEDS_SHARED, LocalWorkers
 
     shared = any(feed in FEEDS_SHARED for feed in options.feeds)

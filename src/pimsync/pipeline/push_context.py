@@ -9,6 +9,7 @@ from pimsync.config import Config
 from pimsync.errors import ConfigError
 from pimsync.magento.client import MagentoClient
 from pimsync.magento.mapping import AttributeInfo, CatalogContext
+from pimsync.magento.models import StoreView, Website
 from pimsync.pipeline.push_items import PushContext
 from pimsync.staging.repository import StagingRepository
 from pimsync.staging.tables import Status
@@ -17,11 +18,17 @@ from pimsync.staging.tables import Status
 def build_push_context(
     repo: StagingRepository, client: MagentoClient, config: Config, *, force: bool = False
 ) -> PushContext:
-    """Everything a push's payloads refer to: Magento's stores, websites and attribute sets
-    (read together), checked against the mapping, then what staging holds."""
+    """Everything a push's payloads refer to: Magento's stores, websites and attribute sets,
+    checked against the mapping, then what staging holds.
+
+    The three reads go out together: each is a round trip that the run waits for before its
+    first item (and every worker before its first claim), and a real Magento takes a few
+    hundred milliseconds to answer each.
+    """
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pimsync-setup") as pool:
+        stores, websites = pool.submit(client.store_views), pool.submit(client.websites)
         sets = pool.submit(client.attribute_sets)
-        catalog = build_catalog_context(repo, client, config, pool)
+        catalog = _checked_catalog(config, stores.result(), websites.result())
         set_ids = sets.result()
     context = PushContext(catalog, force=force)
     context.set_ids_by_name = set_ids
@@ -29,25 +36,18 @@ def build_push_context(
     return context
 
 
-def build_catalog_context(
-    repo: StagingRepository,
-    client: MagentoClient,
-    config: Config,
-    pool: ThreadPoolExecutor | None = None,
-) -> CatalogContext:
-    """Read Magento's stores and websites and check that the mapping names existing ones.
+def build_catalog_context(client: MagentoClient, config: Config) -> CatalogContext:
+    """Read Magento's stores and websites and check that the mapping names existing ones."""
+    return _checked_catalog(config, client.store_views(), client.websites())
 
-    With a `pool`, the reads go out together: each is a round trip that the run waits for
-    before its first item (and every worker before its first claim), and a real Magento takes
-    a few hundred milliseconds to answer each.
-    """
-    if pool is None:
-        stores_list, websites_list = client.store_views(), client.websites()
-    else:
-        stores_read, websites_read = pool.submit(client.store_views), pool.submit(client.websites)
-        stores_list, websites_list = stores_read.result(), websites_read.result()
-    stores = {store.code: store.id for store in stores_list}
-    websites = {website.code: website.id for website in websites_list}
+
+def _checked_catalog(
+    config: Config, store_views: list[StoreView], website_list: list[Website]
+) -> CatalogContext:
+    """The catalog context for these stores and websites; a ConfigError listing every store
+    view or website the mapping names that Magento does not have."""
+    stores = {store.code: store.id for store in store_views}
+    websites = {website.code: website.id for website in website_list}
     problems = [
         f"[mapping] locales: Magento has no store view {code!r} (it has {', '.join(stores)})"
         for code in config.mapping.locales.values()

@@ -41,7 +41,7 @@ from pimsync.errors import UsageError
 from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
 from pimsync.pipeline.push_context import build_push_context, refresh_ids
-from pimsync.pipeline.push_runner import Runner
+from pimsync.pipeline.push_runner import FEED_ENTITIES, Runner
 from pimsync.pipeline.report import FeedPush, PushReport
 from pimsync.pipeline.resume import config_from_snapshot
 from pimsync.staging.repository import StagingRepository
@@ -52,7 +52,12 @@ log = logging.getLogger("pimsync.workers")
 PHASE_KEY = "push_phase"
 # The entities workers share; the rest is pushed by the coordinator alone.
 SHARED_ENTITIES = ("product_models", "products")
-FEEDS_SHARED = ("products", "variants")
+# The push feeds with such entities: the ones worth starting workers for.
+FEEDS_SHARED = tuple(
+    feed
+    for feed, entities in FEED_ENTITIES.items()
+    if any(entity in SHARED_ENTITIES for entity, _ in entities)
+)
 CLAIM_LEASE_SECONDS = 300.0
 # How long a wait for a phase change or a settled claim may last without a notification: what
 # a lost notification costs, not the usual delay (a notification ends the wait at once).
