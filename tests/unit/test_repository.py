@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 
 import orjson
@@ -145,3 +146,33 @@ def test_unknown_codes_are_the_ones_not_staged(repo: StagingRepository):
     wanted = {"a/0.jpg", "a/2.jpg", "b/9.jpg", *(f"c/{i}.jpg" for i in range(600))}
     assert repo.unknown_codes("assets", wanted) == wanted - {"a/0.jpg", "a/2.jpg"}
     assert repo.unknown_codes("assets", []) == set()
+
+
+def test_a_batch_of_an_import_leaves_no_reference_cycles(repo: StagingRepository):
+    # An import runs the cyclic GC rarely (gc_tuning), so what a batch's statements leave in
+    # reference cycles stays in memory until then: statements built per batch held the batch's
+    # codes that way. Whatever runs once per batch must be freed by reference counting alone.
+    def batch(number: int) -> list[StagedItem]:
+        return [item(f"p{number}-{i}", {"v": number}, parent=f"m{i % 7}") for i in range(50)]
+
+    def write(number: int) -> None:
+        items = batch(number)
+        repo.upsert_fetched("product_models", [item(f"m{i}", {"v": number}) for i in range(7)])
+        counts = repo.upsert_fetched("products", items)
+        parents = repo.parents_of("products", counts.changed_codes)
+        repo.mark_needs_update("product_models", parents)
+        repo.commit()
+
+    write(0)  # statements built and compiled once, kept for the next batches
+    for code in [f"m{i}" for i in range(7)]:
+        mark_pushed(repo, "product_models", code)
+    write(1)
+    gc.collect()
+    gc.disable()
+    try:
+        write(2)
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0
+    assert repo.get("product_models", "m3")["status"] == Status.NEEDS_UPDATE

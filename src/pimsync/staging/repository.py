@@ -10,17 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from itertools import chain
 from typing import Any
 
 import orjson
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Connection,
     Engine,
     Integer,
     MetaData,
+    Select,
     Table,
+    Update,
+    bindparam,
     func,
     insert,
     select,
@@ -42,6 +47,44 @@ from pimsync.staging.tables import (
 # Rows a multi-row INSERT carries: 250 x 11 columns stays far below every backend's limit on
 # parameters (SQLite's default 32,766, PostgreSQL's 65,535).
 ROWS_PER_INSERT = 250
+
+
+# The statements an import runs for every batch are built once per table, their codes bound at
+# execution (`bindparam("codes", expanding=True)`). Built per batch, each left its parameter
+# objects in reference cycles holding the batch's codes (about 20 KB a batch), which only the
+# cyclic GC frees, and the import runs it rarely: measured, 8 MB of a 100k import's peak RSS.
+
+
+def _in_codes(table: Table) -> ColumnElement[bool]:
+    return table.c.code.in_(bindparam("codes", expanding=True))
+
+
+@cache
+def _stored_rows(table: Table) -> Select[Any]:
+    """What `upsert_fetched` compares a batch with: the stored rows of its codes."""
+    return select(
+        table.c.id,
+        table.c.code,
+        table.c.hash,
+        table.c.hash_version,
+        table.c.pushed_hash,
+        table.c.status,
+        table.c.identifier,
+        table.c.parent_code,
+    ).where(_in_codes(table))
+
+
+@cache
+def _parents(table: Table) -> Select[Any]:
+    return select(table.c.parent_code).where(_in_codes(table), table.c.parent_code.is_not(None))
+
+
+@cache
+def _synced_to_mark(table: Table) -> tuple[Select[Any], Update]:
+    """The synced items among some codes, and the statement that marks them needs_update."""
+    condition = _in_codes(table) & (table.c.status == Status.SYNCED)
+    marking = update(table).where(condition).values(status=Status.NEEDS_UPDATE)
+    return select(table.c.code).where(condition), marking
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,18 +145,7 @@ class StagingRepository(PushQueue, RunHistory):
         by_code = {item.code: item for item in items}  # a page may repeat an item; last wins
         stored = {
             row.code: row
-            for row in self.connection.execute(
-                select(
-                    table.c.id,
-                    table.c.code,
-                    table.c.hash,
-                    table.c.hash_version,
-                    table.c.pushed_hash,
-                    table.c.status,
-                    table.c.identifier,
-                    table.c.parent_code,
-                ).where(table.c.code.in_(list(by_code)))
-            )
+            for row in self.connection.execute(_stored_rows(table), {"codes": list(by_code)})
         }
         now = utcnow()
         inserts: list[dict[str, Any]] = []
@@ -287,10 +319,10 @@ class StagingRepository(PushQueue, RunHistory):
             return []
         table = entity_tables[entity]
         marked: list[str] = []
+        synced, marking = _synced_to_mark(table)
         for chunk in chunks(wanted, 500):
-            condition = table.c.code.in_(chunk) & (table.c.status == Status.SYNCED)
-            marked.extend(self.connection.scalars(select(table.c.code).where(condition)))
-            self.connection.execute(update(table).where(condition).values(status="needs_update"))
+            marked.extend(self.connection.scalars(synced, {"codes": chunk}))
+            self.connection.execute(marking, {"codes": chunk})
         return marked
 
     def parents_of(self, entity: str, codes: Iterable[str]) -> set[str]:
@@ -298,10 +330,9 @@ class StagingRepository(PushQueue, RunHistory):
         table = entity_tables[entity]
         parents: set[str] = set()
         for chunk in chunks(sorted(set(codes)), 500):
-            query = select(table.c.parent_code).where(
-                table.c.code.in_(chunk), table.c.parent_code.is_not(None)
+            parents.update(
+                p for p in self.connection.scalars(_parents(table), {"codes": chunk}) if p
             )
-            parents.update(p for p in self.connection.scalars(query) if p)
         return parents
 
     def begin_seen(self, entity: str) -> None:
