@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pimsync.app import App
 from pimsync.errors import InterruptedRunError, PimsyncError
-from pimsync.gc_tuning import gc_tuned_for_streaming
+from pimsync.gc_tuning import IMPORTING_THRESHOLD, gc_tuned_for_streaming
 from pimsync.lock import RunLock, StopRequested
 from pimsync.pipeline.fetch import ImportContext, ImportObserver, import_feeds, order_feeds
 from pimsync.pipeline.preparers import PagePreparer
@@ -103,7 +103,7 @@ def _import(
             preparer=PagePreparer(config.staging.prepare_processes),
         )
         try:
-            with gc_tuned_for_streaming(), context.preparer:
+            with gc_tuned_for_streaming(IMPORTING_THRESHOLD), context.preparer:
                 import_feeds(context, feeds, report)
         except (KeyboardInterrupt, StopRequested) as exc:
             reason = lock.stop_reason or "Ctrl-C"

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import orjson
 
 from pimsync.errors import PimError
-from pimsync.gc_tuning import gc_tuned_for_streaming
+from pimsync.gc_tuning import PREPARING_THRESHOLD, gc_tuned_for_streaming
 from pimsync.pim.models import PimRecord, Product
 from pimsync.pim.records import Item, Page, Parsed, Rejected
 from pimsync.staging.hashing import content_hash
@@ -100,7 +100,7 @@ def serve_pages(pipe: Connection) -> None:
     # The default thresholds collected every 700 allocations here too, traversing the modules
     # this process loaded: 5.1-5.7 s of CPU per preparing process for 100k products, 3.7-4.0 s
     # with the importing process's tuning.
-    with gc_tuned_for_streaming():
+    with gc_tuned_for_streaming(PREPARING_THRESHOLD):
         _serve(pipe)
 
 
