@@ -86,3 +86,21 @@ def add_secrets(secrets: Iterable[str]) -> None:
             if isinstance(existing, SecretMask):
                 merged = set(existing.secrets) | {s for s in secrets if len(s) >= 4}
                 existing.secrets = sorted(merged, key=len, reverse=True)
+
+
+def child_options() -> list[str]:
+    """The global options that make a pimsync process started by this one log as this one does.
+
+    The workers `create --workers` starts write to its stderr: with `--log-format json` a line
+    of text from one of them would break every JSON reader of that stream, and with `-v` their
+    progress belongs with the coordinator's. `--debug` (which logs at DEBUG) goes along too.
+    """
+    logger = logging.getLogger(LOGGER)
+    options: list[str] = []
+    if any(isinstance(handler.formatter, JsonFormatter) for handler in logger.handlers):
+        options += ["--log-format", "json"]
+    if logger.level == logging.DEBUG:
+        options.append("--debug")
+    elif logging.NOTSET < logger.level <= logging.INFO:
+        options.append("--verbose")
+    return options

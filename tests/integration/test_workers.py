@@ -82,8 +82,13 @@ def test_four_worker_processes_push_every_change_exactly_once(postgres_url: str)
     with FakeMagento() as magento, serve(magento) as url, serve(pim) as pim_url:
         app = imported_app(postgres_url, pim_url, url)
         env = {**push_env(postgres_url, url), "PIMSYNC_PIM__BASE_URL": pim_url}
-        done = pimsync("create", "--workers", "4", "--json", env=env)
+        done = pimsync("--log-format", "json", "create", "--workers", "4", "--json", env=env)
         assert done.returncode == 0, done.stderr
+        # The workers log to the coordinator's stderr as it does: JSON records only, their
+        # progress (info) included.
+        records = [orjson.loads(line) for line in done.stderr.splitlines()]
+        joined = {r["message"].split()[1] for r in records if " joins run " in r["message"]}
+        assert joined, records  # the coordinator never joins: these are its workers
         report = orjson.loads(done.stdout)
         assert report["status"] == "success"
         assert report["notes"] == []

@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from pimsync import logs
 from pimsync.app import App
 from pimsync.errors import UsageError
 from pimsync.magento.client import MagentoClient
@@ -214,10 +215,11 @@ class LocalWorkers:
     that their own start-up (an interpreter, its imports, the database) overlaps it; each then
     waits on its stdin for the run id, which `assign` writes once the run has begun. A
     coordinator that fails before that closes their stdin, and they exit without working.
+    They log to this process's stderr with its own logging options (`logs.child_options`).
     """
 
     def __init__(self, app: App, count: int) -> None:
-        command = [sys.executable, "-m", "pimsync"]
+        command = [sys.executable, "-m", "pimsync", *logs.child_options()]
         if app.config.source_path is not None:
             command += ["--config", str(app.config.source_path)]
         command += ["--staging-url", app.config.staging.url, "worker", "--run-from-stdin"]
