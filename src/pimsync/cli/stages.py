@@ -212,8 +212,9 @@ def worker(
     """Push products and variants for `create` runs of a PostgreSQL staging database.
 
     Start any number of them, on any machine that reaches the database and Magento; each
-    joins the running `create` (started with --workers, or not), claims batches of items and
-    pushes them. SIGTERM or Ctrl-C ends a worker after its current batch.
+    joins the running `create --workers N` (N of 2 or more: a plain `create` pushes alone),
+    claims batches of items and pushes them. SIGTERM or Ctrl-C ends a worker after its
+    current batch.
 
     \b
         pimsync worker
