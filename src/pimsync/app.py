@@ -55,6 +55,11 @@ class App:
             self._engine = engine
         return self._engine
 
+    @property
+    def engine_started(self) -> bool:
+        """Whether the staging engine exists (and may hold pooled connections)."""
+        return self._engine is not None
+
     def repository(self) -> StagingRepository:
         return StagingRepository(self.engine())
 

@@ -77,7 +77,7 @@ def expected_writes(app: App) -> dict[str, int]:
 
 
 @pytest.mark.postgres
-def test_four_worker_processes_push_every_change_exactly_once(postgres_url: str):
+def test_four_worker_processes_push_every_change_exactly_once(postgres_url: str, tmp_path: Path):
     pim = FakePim(products=5000)
     with FakeMagento() as magento, serve(magento) as url, serve(pim) as pim_url:
         app = imported_app(postgres_url, pim_url, url)
@@ -107,7 +107,30 @@ def test_four_worker_processes_push_every_change_exactly_once(postgres_url: str)
             ).all()
         assert {row.status for row in rows} == {Status.SYNCED}
         assert claimants == []  # every claim was released with its outcome
+
+        # Nothing left to push: the workers started before the run lock are never given a
+        # run, and end with the command, without a request to Magento.
+        requests = magento.request_count()
+        marker = str(tmp_path / "nothing-to-push.json")  # in every process's argv, forks too
+        again = pimsync("--report", marker, "create", "--workers", "4", "--json", env=env)
+        assert again.returncode == 0, again.stderr
+        assert orjson.loads(again.stdout)["status"] == "success"
+        assert magento.request_count() == requests
+        assert processes_running_with(marker) == []
         app.close()
+
+
+def processes_running_with(argument: str) -> list[int]:
+    """The pids of the processes that have `argument` in their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or it ended meanwhile
+            continue
+        if argument.encode() in argv:
+            found.append(int(entry.name))
+    return found
 
 
 @pytest.mark.postgres

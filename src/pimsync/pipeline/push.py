@@ -32,6 +32,7 @@ from pimsync.pipeline.push_items import (
 from pimsync.pipeline.push_runner import FEED_ENTITIES, MAPPING_STATE, Runner
 from pimsync.pipeline.report import FeedPush, PushReport
 from pimsync.pipeline.resume import Resumption, snapshot, stopped_run
+from pimsync.staging.database import backend_name
 from pimsync.staging.repository import StagingRepository
 from pimsync.staging.tables import Status
 
@@ -100,14 +101,16 @@ def run_push(app: App, kind: str, options: PushOptions) -> PushReport:
     """
     app.config.require("magento.base_url", "magento.token")
     if options.dry_run:
-        return _push(app, kind, options, None, None)
-    with app.exclusive(kind) as lock:
+        return _push(app, kind, options, None, None, None)
+    # The workers start first: forked from this process before anything here runs a thread or
+    # opens a connection (see LocalWorkers), and ready by the time the run begins.
+    with _local_workers(app, options) as workers, app.exclusive(kind) as lock:
         with app.repository() as repo:
             resumption = None if options.fresh else stopped_run(repo, [kind], app.config)
         if resumption is None:
-            return _push(app, kind, options, lock, None)
+            return _push(app, kind, options, lock, None, workers)
         with app.using(resumption.config):
-            return _push(app, kind, options.resumed(resumption), lock, resumption)
+            return _push(app, kind, options.resumed(resumption), lock, resumption, workers)
 
 
 def _push(
@@ -116,6 +119,7 @@ def _push(
     options: PushOptions,
     lock: RunLock | None,
     resumption: Resumption | None,
+    workers: LocalWorkers | None,
 ) -> PushReport:
     config = app.config
     report = PushReport(run_id=None, kind=kind, dry_run=options.dry_run)
@@ -161,7 +165,6 @@ def _push(
         app.repository() as repo,
         app.magento_client() as client,
         app.pim_client_or_none() as pim,
-        _local_workers(app, repo, options) as workers,
     ):
         context = build_push_context(
             repo, client, config, force=options.force or options.failed_only
@@ -255,18 +258,17 @@ def _runner(
     return runner
 
 
-def _local_workers(
-    app: App, repo: StagingRepository, options: PushOptions
-) -> AbstractContextManager[LocalWorkers | None]:
-    """The N - 1 worker processes of `--workers N`, started now so that their start-up overlaps
-    the coordinator's own; none on SQLite, in a dry run, or for feeds that workers do not share
-    (the push then runs in this process alone)."""
+def _local_workers(app: App, options: PushOptions) -> AbstractContextManager[LocalWorkers | None]:
+    """The N - 1 worker processes of `--workers N`, started before the run lock so that their
+    start-up overlaps the coordinator's own; none on SQLite, in a dry run, or for feeds that
+    workers do not share (the push then runs in this process alone). Those a run never gets to
+    assign (nothing to push, the lock held by another run) exit when the block ends."""
     from pimsync.pipeline.workers import FEEDS_SHARED, LocalWorkers
 
     shared = any(feed in FEEDS_SHARED for feed in options.feeds)
     if options.workers <= 1 or options.dry_run or not shared:
         return nullcontext(None)
-    if repo.connection.dialect.name != "postgresql":
+    if backend_name(app.config.staging.url) != "postgresql":
         return nullcontext(None)
     return LocalWorkers(app, options.workers - 1)
 

@@ -45,6 +45,15 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+def backend_name(url: str) -> str:
+    """`sqlite`, `postgresql`...: the database a staging URL names, without connecting ("" for
+    a URL that is not one; opening it says why)."""
+    try:
+        return make_url(url).get_backend_name()
+    except ArgumentError:
+        return ""
+
+
 def _create_private_file(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
