@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -237,4 +239,70 @@ def test_a_worker_for_a_run_that_ended_without_a_phase_returns(postgres_url: str
             timer.cancel()
         assert not bound.is_set()  # it returned because the run ended, not at the bound
         assert worker.runs == []
+        app.close()
+
+
+@pytest.mark.postgres
+def test_a_stop_signal_to_create_and_its_workers_stops_the_run_and_a_rerun_resumes(
+    postgres_url: str, tmp_path: Path
+):
+    """SIGTERM to the process group of `create --workers 3` (what a service manager sends):
+    the coordinator and its workers stop after their batches, the run is `stopped` (exit 130)
+    and no process is left; the next `create` finishes the push."""
+    pim = FakePim(products=1000)
+    with FakeMagento(latency=0.05) as magento, serve(magento) as url, serve(pim) as pim_url:
+        app = imported_app(postgres_url, pim_url, url)
+        env = {**push_env(postgres_url, url), "PIMSYNC_PIM__BASE_URL": pim_url}
+        marker = str(tmp_path / "stopped.json")
+        create = subprocess.Popen(
+            [sys.executable, "-m", "pimsync", "--report", marker, "--log-format", "json",
+             "create", "--workers", "3", "--json"],
+            env={"PATH": os.environ.get("PATH", ""), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )  # fmt: skip
+        assert create.stdout is not None and create.stderr is not None
+        lines: list[bytes] = []
+        joined = threading.Event()
+
+        def read_stderr() -> None:
+            assert create.stderr is not None
+            for line in create.stderr:
+                lines.append(line)
+                if b" joins run " in line:
+                    joined.set()
+
+        reader = threading.Thread(target=read_stderr)
+        reader.start()
+        try:
+            # Stop it once a worker works on the products, well before their end.
+            deadline = time.monotonic() + 120
+            while not (joined.is_set() and magento.request_count("PUT", "/V1/products/*") >= 50):
+                assert create.poll() is None and time.monotonic() < deadline, lines
+                time.sleep(0.02)
+            os.killpg(create.pid, signal.SIGTERM)
+            create.wait(timeout=120)
+        finally:
+            if create.poll() is None:
+                os.killpg(create.pid, signal.SIGKILL)
+            reader.join(timeout=60)
+            create.stdout.close()
+            create.stderr.close()
+        err = b"".join(lines)
+        assert create.returncode == 130, err
+        assert all(orjson.loads(line) for line in lines)  # the workers' lines too: JSON only
+        assert processes_running_with(marker) == []
+        with app.repository() as repo:
+            status = repo.connection.scalar(
+                select(sync_runs.c.status).order_by(sync_runs.c.id.desc())
+            )
+            pending = repo.count_pending("products", include_new=True, has_parent=None)
+        assert status == "stopped"
+        assert pending > 0  # stopped part-way, not run to its end
+
+        done = pimsync("create", "--workers", "3", "--json", env=env)
+        assert done.returncode == 0, done.stderr
+        with app.repository() as repo:
+            assert repo.count_pending("products", include_new=True, has_parent=None) == 0
         app.close()
