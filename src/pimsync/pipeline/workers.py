@@ -307,7 +307,7 @@ def _serve_forked(app: App, receiving: Connection, sending: list[Connection]) ->
         channel.close()
     # Standard output is the coordinator's (its --json report): nothing of ours goes there.
     with open(os.devnull, "wb") as devnull:
-        os.dup2(devnull.fileno(), sys.stdout.fileno())
+        os.dup2(devnull.fileno(), 1)
     code = 0
     stop = StopFlag()
     # The parent's App holds nothing open yet (_fork_is_safe); this one is the worker's own.
@@ -324,6 +324,10 @@ def _serve_forked(app: App, receiving: Connection, sending: list[Connection]) ->
             code = exc.exit_code
         except KeyboardInterrupt:  # a second Ctrl-C
             code = 130
+        except Exception as exc:  # a bug: one line, as the CLI says it (a traceback with --debug)
+            debug = log.isEnabledFor(logging.DEBUG)
+            log.error("worker stopped: internal error: %r", exc, exc_info=debug)
+            code = 70
         finally:
             own.close()
     sys.exit(code)
@@ -337,7 +341,8 @@ def _received_run(receiving: Connection) -> int | None:
 
 
 class _WorkerProcess:
-    """A worker started as a new `pimsync worker` process; the run id comes on its stdin."""
+    """A worker started as a new `pimsync worker` process; the run id comes on its stdin.
+    (`channels` is the forked workers' concern: nothing of this process is inherited.)"""
 
     def __init__(self, app: App, channels: list[Connection]) -> None:
         command = [sys.executable, "-m", "pimsync", *logs.child_options()]
