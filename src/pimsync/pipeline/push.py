@@ -103,7 +103,8 @@ def run_push(app: App, kind: str, options: PushOptions) -> PushReport:
     if options.dry_run:
         return _push(app, kind, options, None, None, None)
     # The workers start first: forked from this process before anything here runs a thread or
-    # opens a connection (see LocalWorkers), and ready by the time the run begins.
+    # opens a connection (see LocalWorkers), and ready by the time the run begins. Leaving the
+    # block waits for them, whichever way the push ended.
     with _local_workers(app, options) as workers, app.exclusive(kind) as lock:
         with app.repository() as repo:
             resumption = None if options.fresh else stopped_run(repo, [kind], app.config)
@@ -181,8 +182,6 @@ def _push(
             runner.shutdown()
             with suppress(Exception):  # the run's own error is the one to report
                 runner.finish_phases()
-            if workers is not None:
-                workers.stop()
             if report.run_id is not None:
                 repo.rollback()
                 stopped = isinstance(exc, KeyboardInterrupt | StopRequested)
@@ -203,8 +202,6 @@ def _push(
             raise
         runner.shutdown()
         runner.finish_phases()
-        if workers is not None:
-            workers.stop()
         report.status = "success"
         if not options.dry_run:
             repo.set_state(MAPPING_STATE, config.mapping.fingerprint())

@@ -227,10 +227,12 @@ class LocalWorkers:
     """
 
     def __init__(self, app: App, count: int) -> None:
-        start: Callable[[App, list[Connection]], _LocalWorker]
-        start = _ForkedWorker if _fork_is_safe(app) else _WorkerProcess
-        channels: list[Connection] = []  # the forked ones close the others' ends
-        self.workers = [start(app, channels) for _ in range(count)]
+        self.workers: list[_LocalWorker]
+        if _fork_is_safe(app):
+            channels: list[Connection] = []  # each forked one closes the others' ends
+            self.workers = [_ForkedWorker(app, channels) for _ in range(count)]
+        else:
+            self.workers = [_WorkerProcess(app) for _ in range(count)]
 
     def assign(self, run_id: int) -> None:
         """Tell every worker the run to work for (a worker that already died is skipped)."""
@@ -341,10 +343,9 @@ def _received_run(receiving: Connection) -> int | None:
 
 
 class _WorkerProcess:
-    """A worker started as a new `pimsync worker` process; the run id comes on its stdin.
-    (`channels` is the forked workers' concern: nothing of this process is inherited.)"""
+    """A worker started as a new `pimsync worker` process; the run id comes on its stdin."""
 
-    def __init__(self, app: App, channels: list[Connection]) -> None:
+    def __init__(self, app: App) -> None:
         command = [sys.executable, "-m", "pimsync", *logs.child_options()]
         if app.config.source_path is not None:
             command += ["--config", str(app.config.source_path)]
