@@ -176,3 +176,31 @@ def test_a_batch_of_an_import_leaves_no_reference_cycles(repo: StagingRepository
         gc.enable()
     assert unreachable == 0
     assert repo.get("product_models", "m3")["status"] == Status.NEEDS_UPDATE
+
+
+def test_an_import_stores_times_as_every_other_write_does(repo: StagingRepository):
+    # Batch writes bypass Core's statement building; their values must still be stored in the
+    # dialect's own form. A datetime left to the sqlite3 module was stored with a UTC offset
+    # that Core's rows lack, and read back as an aware datetime beside naive ones.
+    from sqlalchemy import select, update
+
+    from pimsync.staging.tables import entity_tables
+
+    table = entity_tables["products"]
+    repo.upsert_fetched("products", [item("batch-new", {"v": 1}), item("core", {"v": 1})])
+    repo.commit()
+    repo.upsert_fetched("products", [item("batch-changed", {"v": 1})])
+    repo.upsert_fetched("products", [item("batch-changed", {"v": 2})])  # an UPDATE
+    stamp = datetime(2026, 12, 7, 13, 50, 45, 217240, tzinfo=UTC)
+    repo.connection.execute(update(table).where(table.c.code == "core").values(imported_at=stamp))
+    repo.commit()
+
+    stored = dict(repo.connection.execute(select(table.c.code, table.c.imported_at)).all())
+    assert {code: value.tzinfo is None for code, value in stored.items()} == {
+        code: stored["core"].tzinfo is None for code in stored
+    }
+    if repo.connection.dialect.name == "sqlite":
+        sql = "SELECT code, imported_at FROM products"
+        texts = dict(repo.connection.exec_driver_sql(sql).all())
+        assert texts["core"] == "2026-12-07 13:50:45.217240"
+        assert all(len(text) == len(texts["core"]) for text in texts.values()), texts
