@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from pimsync.testing.fake_magento import FakeMagento
 from pimsync.testing.fake_pim import FakePim
 from pimsync.testing.server import serve
 
-VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
+# The installed console script of the environment running the tests (`make test` may use a
+# VENV other than .venv).
+VENV_BIN = Path(sys.executable).parent
 SECRETS = {
     "PIMSYNC_PIM__SECRET": "pim-secret-Qz81",
     "PIMSYNC_PIM__PASSWORD": "pim-password-Qz81",
