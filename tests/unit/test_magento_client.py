@@ -91,6 +91,54 @@ def test_bearer_header_and_store_scoped_urls(fm):
     assert TOKEN not in repr(c)
 
 
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://magento.test/shop", "http://magento.test/shop/", "http://magento.test/shop/rest/V1"],
+)
+def test_paths_join_a_base_url_with_a_path_as_httpx_does(fm, base_url):
+    """Sender joins paths to the base URL itself; a shop under a folder keeps its folder."""
+    seen: list[httpx.Request] = []
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        unprefixed = str(request.url).replace("/shop", "", 1)
+        answer: httpx.Response = fm(
+            httpx.Request(
+                request.method, unprefixed, headers=request.headers, content=request.content
+            )
+        )
+        return answer
+
+    settings = SETTINGS.model_copy(update={"base_url": base_url})
+    with make_client(spy, settings=settings) as c:
+        c.save_product(product("AB/12 x?"))
+        assert c.get_product("AB/12 x?", store="fr") is not None
+        c.attribute_groups(4)
+    assert seen[0].url.raw_path == b"/shop/rest/all/V1/products/AB%2F12%20x%3F"
+    assert seen[0].url.host == "magento.test"
+    assert seen[1].url.raw_path == b"/shop/rest/fr/V1/products/AB%2F12%20x%3F"
+    assert seen[2].url.path == "/shop/rest/all/V1/products/attribute-sets/groups/list"
+    assert seen[2].url.params["searchCriteria[filter_groups][0][filters][0][value]"] == "4"
+
+
+def test_a_cookie_magento_sets_is_sent_back_and_none_is_invented(fm):
+    """The jar skips answers without Set-Cookie (for speed) and still keeps what one sets."""
+    seen: list[httpx.Request] = []
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer: httpx.Response = fm(request)
+        if len(seen) == 2:
+            answer.headers["Set-Cookie"] = "PHPSESSID=abc; Path=/"
+        return answer
+
+    with make_client(spy) as c:
+        c.save_product(product("A"))
+        c.save_product(product("B"))
+        c.save_product(product("C"))
+    assert [r.headers.get("Cookie") for r in seen] == [None, None, "PHPSESSID=abc"]
+
+
 def test_pool_allows_concurrency_connections():
     settings = SETTINGS.model_copy(update={"concurrency": 40})
     with MagentoClient.from_config(settings) as c:

@@ -150,7 +150,7 @@ def make_pool_factory(
     def new_http(connections: int) -> httpx.Client:
         # Keep-alive for every connection: a pool that closes the surplus churns sockets.
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return httpx.Client(
+        return _MagentoHttpClient(
             base_url=base,
             timeout=settings.timeout,
             transport=transport,
@@ -164,6 +164,36 @@ def make_pool_factory(
         )
 
     return new_http
+
+
+class _CookiesWhenSet(httpx.Cookies):
+    """A cookie jar that only looks at answers that set a cookie.
+
+    httpx offers every answer to the jar by wrapping it, and its request, in urllib objects:
+    about 45 us of CPU a request here, for answers that set nothing in a token-authenticated API
+    (5% of a product push's CPU, measured with py-spy). An answer with a Set-Cookie is still
+    read as httpx reads it, so what the jar holds is the same.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
+class _MagentoHttpClient(httpx.Client):
+    """`httpx.Client` with `_CookiesWhenSet` as its jar (httpx takes no jar class of ours)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cookies = kwargs.get("cookies")
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._jar
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._jar = _CookiesWhenSet(cookies)
 
 
 class Sender:
@@ -186,6 +216,10 @@ class Sender:
         self.max_retry_wait = max_retry_wait
         self._sleep = sleep
         self._wait = RetryAfterWait(max_retry_wait, MAX_BACKOFF)
+        # Paths are joined to the base URL here, as one string that httpx parses once: given
+        # a relative path, httpx parses it, then the joined URL again (about 35 us a request).
+        base = http.base_url
+        self._base = str(base).rstrip("/") + "/" if base.is_absolute_url else None
 
     def call(
         self,
@@ -202,6 +236,7 @@ class Sender:
         backoff, which gives Magento time to finish)."""
         content = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": "application/json"} if content is not None else None
+        url = self._url(path)
         uncertain = False
 
         def attempt() -> Any:
@@ -213,7 +248,7 @@ class Sender:
             try:
                 response = self.http.request(
                     method,
-                    path,
+                    url,
                     content=content,
                     params=params,
                     headers=headers,
@@ -236,6 +271,12 @@ class Sender:
             return retrying(attempt)
         except RetryError as exc:
             raise self._unavailable(method, path, exc.last_attempt.exception()) from None
+
+    def _url(self, path: str) -> str:
+        """`path` on the client's base URL, as httpx would join them (the base ends in "/")."""
+        if self._base is None or not path.startswith("/") or path.startswith("//"):
+            return path
+        return self._base + path.lstrip("/")
 
     def search(self, path: str, filters: dict[str, Any]) -> list[Any]:
         """Every row of a searchCriteria list; pages end by `total_count` (Magento repeats the
