@@ -60,7 +60,7 @@ def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC, to the second."""
     if value is None:
         return None
-    return (aware(value) or value).astimezone(UTC).isoformat(timespec="seconds")
+    return aware(value).astimezone(UTC).isoformat(timespec="seconds")
 
 
 def feed_of(entity: str, parent_code: str | None) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Row, Select, case, func, or_, select
 
+from pimsync.staging._base import aware as aware  # inspection reads times through it too
 from pimsync.staging.tables import (
     entity_tables,
     product_media,
@@ -48,13 +49,6 @@ class StatusCount:
     skipped: bool
     has_parent: bool
     count: int
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes for DateTime(timezone=True); they were stored as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def _row(row: Row[Any]) -> dict[str, Any]:
