@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import orjson
@@ -47,3 +48,11 @@ def staged_record(app: App, entity: str, code: str) -> dict:
         row = repo.get(entity, code)
     assert row is not None, f"{entity} {code} is not staged"
     return orjson.loads(row["data"])
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs (Linux: a zombie, waiting for its parent, is gone)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

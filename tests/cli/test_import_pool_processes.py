@@ -19,6 +19,7 @@ from pathlib import Path
 from pimsync.testing.fake_pim import FakePim, Faults
 from pimsync.testing.server import serve
 from tests.conftest import PIM_ENV
+from tests.helpers import alive
 
 
 def test_a_group_sigterm_stops_an_import_with_its_pool_after_its_batch(tmp_path: Path):
@@ -87,10 +88,3 @@ def descendants(pid: int) -> list[int]:
         found += children
         frontier = children
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

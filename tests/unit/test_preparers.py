@@ -19,6 +19,7 @@ from pimsync.pim.records import Page, Rejected
 from pimsync.pipeline.preparers import PagePreparer
 from pimsync.staging.prepare import StagedItem, prepare_page
 from pimsync.testing.fake_pim import FakePim
+from tests.helpers import alive
 
 
 def product_pages(count: int, per_page: int = 20) -> list[list[dict]]:
@@ -128,14 +129,6 @@ def test_the_pool_ends_when_the_importing_process_is_killed():
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers), "the pool outlived the importing process"
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie is gone
-    except FileNotFoundError:
-        return False
 
 
 def test_a_listing_left_early_ends_its_workers_and_its_reader():
