@@ -84,6 +84,15 @@ class InterruptedRunError(PimsyncError):
     exit_code = 130
 
 
+def internal_error(exc: Exception) -> PimsyncError:
+    """A bug, said in one line (exit 70): what the CLI and a worker print instead of a traceback,
+    which `--debug` shows as well."""
+    return PimsyncError(
+        f"internal error: {type(exc).__name__}: {exc}",
+        hint="this is a bug; run again with --debug and report the traceback",
+    )
+
+
 class HTTPStatusError(Exception):
     """An HTTP answer that is not a success, classified by `classify_response`."""
 

@@ -142,6 +142,42 @@ def test_db_upgrade(env: dict[str, str]):
     assert result.stdout == "staging database at revision 0003\n"
 
 
+def fail_in_db_upgrade(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    def current_revision(engine: object) -> str:
+        raise error
+
+    monkeypatch.setattr("pimsync.staging.database.current_revision", current_revision)
+
+
+def test_a_bug_is_one_line_and_exit_70_with_its_traceback_only_under_debug(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+):
+    fail_in_db_upgrade(monkeypatch, RuntimeError("boom"))
+    result = invoke(["db", "upgrade"], env)
+    assert result.exit_code == 70
+    assert result.stderr.splitlines()[0] == "Error: internal error: RuntimeError: boom"
+    assert "this is a bug; run again with --debug" in result.stderr
+    assert "Traceback" not in result.stderr
+    debug = invoke(["--debug", "db", "upgrade"], env)
+    assert debug.exit_code == 70
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "in current_revision" in debug.stderr  # the frame that raised
+    as_json = invoke(["--log-format", "json", "db", "upgrade"], env)
+    record = orjson.loads(as_json.stderr.strip())
+    assert (record["level"], record["exit_code"]) == ("error", 70)
+    assert record["message"] == "internal error: RuntimeError: boom"
+
+
+def test_ctrl_c_is_exit_130_and_keeps_what_was_committed(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+):
+    fail_in_db_upgrade(monkeypatch, KeyboardInterrupt())
+    result = invoke(["db", "upgrade"], env)
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[0] == "Error: interrupted; work committed so far is kept"
+    assert "Traceback" not in result.stderr
+
+
 def test_version():
     result = invoke(["--version"])
     assert result.exit_code == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +18,8 @@ from sqlalchemy import select
 
 from pimsync import pipeline
 from pimsync.app import App
-from pimsync.errors import UsageError
+from pimsync.errors import MagentoError, UsageError
+from pimsync.pipeline import workers
 from pimsync.pipeline.workers import run_worker
 from pimsync.staging.tables import Status, entity_tables, sync_runs
 from pimsync.testing.fake_magento import FakeMagento
@@ -199,6 +201,45 @@ def test_workers_on_sqlite_are_declined_with_a_note(tmp_path: Path):
         with pytest.raises(UsageError, match="needs a PostgreSQL staging database"):
             run_worker(app, idle_timeout=0)
         app.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "exit_code", "line"),
+    [
+        (RuntimeError("boom"), 70, "worker stopped: internal error: RuntimeError: boom"),
+        (MagentoError("Magento refused the token"), 4, "worker stopped: Magento refused the token"),
+    ],
+    ids=["bug", "pimsync-error"],
+)
+def test_a_forked_worker_that_fails_says_why_in_one_line_and_exits_with_its_code(
+    error: Exception,
+    exit_code: int,
+    line: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """What the CLI says of a failed command, a worker forked by `create --workers` says in its
+    log: the error in one line, no traceback (a bug's is for --debug), and the same exit code."""
+
+    def failing_run_worker(app: App, **options: object) -> None:
+        raise error
+
+    monkeypatch.setattr(workers, "run_worker", failing_run_worker)
+    log_file = tmp_path / "worker.log"
+    handler = logging.FileHandler(log_file)  # a forked worker inherits it
+    logger = logging.getLogger("pimsync.workers")
+    logger.addHandler(handler)
+    app = App(make_config(f"sqlite:///{tmp_path / 'staging.db'}"))
+    try:
+        worker = workers._ForkedWorker(app, [])
+        worker.assign(1)
+        worker.close()
+        assert worker.wait(60)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert worker._process.exitcode == exit_code
+    assert log_file.read_text().splitlines() == [line]
 
 
 @pytest.mark.postgres

@@ -21,7 +21,7 @@ import click
 from pimsync import __version__, logs
 from pimsync.app import App
 from pimsync.config import load_config
-from pimsync.errors import ConfigError, InterruptedRunError, PimsyncError
+from pimsync.errors import ConfigError, InterruptedRunError, PimsyncError, internal_error
 from pimsync.render import render_error
 from pimsync.reports import RunSummary, utcnow, write_metrics, write_report
 
@@ -69,11 +69,7 @@ class PimsyncGroup(click.Group):
         except Exception as exc:
             if ctx.find_root().params.get("debug"):
                 traceback.print_exc()
-            internal = PimsyncError(
-                f"internal error: {type(exc).__name__}: {exc}",
-                hint="this is a bug; run again with --debug and report the traceback",
-            )
-            _fail(ctx, internal)
+            _fail(ctx, internal_error(exc))
 
 
 def _fail(ctx: click.Context, exc: PimsyncError) -> None:

@@ -41,7 +41,7 @@ import orjson
 
 from pimsync import logs
 from pimsync.app import App
-from pimsync.errors import PimsyncError, UsageError
+from pimsync.errors import InterruptedRunError, PimsyncError, UsageError, internal_error
 from pimsync.lock import StopFlag, stop_signals
 from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
@@ -321,15 +321,14 @@ def _serve_forked(app: App, receiving: Connection, sending: list[Connection]) ->
                 await_run=lambda: _received_run(receiving),
                 should_stop=lambda: stop.stop_requested,
             )
-        except PimsyncError as exc:
-            log.error("worker stopped: %s", exc.message, extra={"exit_code": exc.exit_code})
-            code = exc.exit_code
-        except KeyboardInterrupt:  # a second Ctrl-C
-            code = 130
-        except Exception as exc:  # a bug: one line, as the CLI says it (a traceback with --debug)
-            debug = log.isEnabledFor(logging.DEBUG)
-            log.error("worker stopped: internal error: %r", exc, exc_info=debug)
-            code = 70
+        except KeyboardInterrupt:  # a second Ctrl-C: the coordinator says it
+            code = InterruptedRunError.exit_code
+        except Exception as exc:  # one line, as the CLI says it (a bug's traceback with --debug)
+            error = exc if isinstance(exc, PimsyncError) else internal_error(exc)
+            traced = error is not exc and log.isEnabledFor(logging.DEBUG)
+            extra = {"exit_code": error.exit_code}
+            log.error("worker stopped: %s", error.message, extra=extra, exc_info=traced)
+            code = error.exit_code
         finally:
             own.close()
     sys.exit(code)
