@@ -49,6 +49,18 @@ def client(fm, sleeps):
         yield c
 
 
+class Spy:
+    """A handler that keeps every request, then lets `answer` (the fake, usually) answer it."""
+
+    def __init__(self, answer: Handler) -> None:
+        self.answer = answer
+        self.seen: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        return self.answer(request)
+
+
 def product(sku: str, **fields) -> dict[str, Any]:
     return {"sku": sku, "name": f"Product {sku}", "attribute_set_id": 4, "price": 10, **fields}
 
@@ -76,16 +88,11 @@ def test_from_config_names_the_missing_setting():
 
 
 def test_bearer_header_and_store_scoped_urls(fm):
-    seen: list[httpx.Request] = []
-
-    def spy(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        answer: httpx.Response = fm(request)
-        return answer
-
+    spy = Spy(fm)
     with make_client(spy) as c:
         c.save_product(product("A"))
         c.get_product("A", store="fr")
+    seen = spy.seen
     assert [r.headers["Authorization"] for r in seen] == [f"Bearer {TOKEN}"] * 2
     assert [r.url.path for r in seen] == ["/rest/all/V1/products/A", "/rest/fr/V1/products/A"]
     assert TOKEN not in repr(c)
@@ -97,23 +104,21 @@ def test_bearer_header_and_store_scoped_urls(fm):
 )
 def test_paths_join_a_base_url_with_a_path_as_httpx_does(fm, base_url):
     """Sender joins paths to the base URL itself; a shop under a folder keeps its folder."""
-    seen: list[httpx.Request] = []
 
-    def spy(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        unprefixed = str(request.url).replace("/shop", "", 1)
+    def unprefixed(request: httpx.Request) -> httpx.Response:
+        url = str(request.url).replace("/shop", "", 1)
         answer: httpx.Response = fm(
-            httpx.Request(
-                request.method, unprefixed, headers=request.headers, content=request.content
-            )
+            httpx.Request(request.method, url, headers=request.headers, content=request.content)
         )
         return answer
 
+    spy = Spy(unprefixed)
     settings = SETTINGS.model_copy(update={"base_url": base_url})
     with make_client(spy, settings=settings) as c:
         c.save_product(product("AB/12 x?"))
         assert c.get_product("AB/12 x?", store="fr") is not None
         c.attribute_groups(4)
+    seen = spy.seen
     assert seen[0].url.raw_path == b"/shop/rest/all/V1/products/AB%2F12%20x%3F"
     assert seen[0].url.host == "magento.test"
     assert seen[1].url.raw_path == b"/shop/rest/fr/V1/products/AB%2F12%20x%3F"
@@ -123,20 +128,19 @@ def test_paths_join_a_base_url_with_a_path_as_httpx_does(fm, base_url):
 
 def test_a_cookie_magento_sets_is_sent_back_and_none_is_invented(fm):
     """The jar skips answers without Set-Cookie (for speed) and still keeps what one sets."""
-    seen: list[httpx.Request] = []
 
-    def spy(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
+    def sets_a_cookie_once(request: httpx.Request) -> httpx.Response:
         answer: httpx.Response = fm(request)
-        if len(seen) == 2:
+        if len(spy.seen) == 2:
             answer.headers["Set-Cookie"] = "PHPSESSID=abc; Path=/"
         return answer
 
+    spy = Spy(sets_a_cookie_once)
     with make_client(spy) as c:
         c.save_product(product("A"))
         c.save_product(product("B"))
         c.save_product(product("C"))
-    assert [r.headers.get("Cookie") for r in seen] == [None, None, "PHPSESSID=abc"]
+    assert [r.headers.get("Cookie") for r in spy.seen] == [None, None, "PHPSESSID=abc"]
 
 
 def test_pool_allows_concurrency_connections():
@@ -282,15 +286,10 @@ def test_save_product_scopes(fm, client):
 
 
 def test_save_product_encodes_sku_and_sends_it_in_the_body(fm):
-    seen: list[httpx.Request] = []
-
-    def spy(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        answer: httpx.Response = fm(request)
-        return answer
-
+    spy = Spy(fm)
     with make_client(spy) as c:
         c.save_product(product("AB/12 x?"))
+    seen = spy.seen
     assert seen[0].url.raw_path == b"/rest/all/V1/products/AB%2F12%20x%3F"
     assert orjson.loads(seen[0].content)["product"]["sku"] == "AB/12 x?"
     assert "AB/12 x?" in fm.products
