@@ -7,6 +7,8 @@ fixture clears `PIMSYNC_*` from each test's environment):
   run over the largest. `PIMSYNC_BENCH_SIZES=100000` leaves the 1M runs out.
 - `PIMSYNC_BENCH_BACKENDS` (`sqlite,postgres`): staging backends of the import benchmarks.
 - `PIMSYNC_BENCH_PUSH` (`10000`): catalog size of the push benchmarks (7.7k products pushed).
+- `PIMSYNC_BENCH_WORKER_PAIRS` (`3`): runs of one worker and of four, taken in turns, whose
+  medians the workers rows give (tests/bench/test_bench_workers.py).
 - `PIMSYNC_BENCH_DLT_SIZE` (the smallest size): catalog size of the pimsync/dlt comparison
   (pimsync, dlt as we tuned it, and the bare loop).
 - `PIMSYNC_BENCH_DLT_DEFAULTS_SIZE` (10000): catalog size of the run of dlt with its defaults,
