@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -21,6 +22,7 @@ from pimsync.app import App
 from pimsync.errors import MagentoError, UsageError
 from pimsync.pipeline import workers
 from pimsync.pipeline.workers import run_worker
+from pimsync.staging.repository import StagingRepository
 from pimsync.staging.tables import Status, entity_tables, sync_runs
 from pimsync.testing.fake_magento import FakeMagento
 from pimsync.testing.fake_pim import FakePim
@@ -346,4 +348,68 @@ def test_a_stop_signal_to_create_and_its_workers_stops_the_run_and_a_rerun_resum
         assert done.returncode == 0, done.stderr
         with app.repository() as repo:
             assert repo.count_pending("products", include_new=True, has_parent=None) == 0
+        app.close()
+
+
+@pytest.mark.postgres
+def test_a_worker_asked_to_stop_claims_no_more_while_the_run_goes_on(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A worker asked to stop (SIGTERM from its service manager: `should_stop`) settles the
+    batch it holds and claims no more, rather than pushing on to the end of the phase; the run
+    goes on without it, and nothing it claimed waits for a lease to run out."""
+    pim = FakePim(products=300)
+    with FakeMagento(latency=0.05) as magento, serve(magento) as url:
+        app = imported_app(postgres_url, pim, url)
+        before = pipeline.run_push(
+            app, "create", pipeline.PushOptions(feeds=["attributes", "categories"])
+        )
+        assert before.exit_code == 0, before.errors
+        # Two requests at a time per process: the phase lasts well beyond the stop.
+        env = {**push_env(postgres_url, url), "PIMSYNC_MAGENTO__CONCURRENCY": "2"}
+        stop = threading.Event()
+        claims: list[tuple[bool, int]] = []  # (asked to stop already, rows) of each claim
+        claim_pending = StagingRepository.claim_pending
+
+        def recorded(repo: StagingRepository, *args: Any, **kwargs: Any) -> list[Any]:
+            rows = claim_pending(repo, *args, **kwargs)
+            claims.append((stop.is_set(), len(rows)))
+            return rows
+
+        # This process's worker only: the coordinator and its own worker run elsewhere.
+        monkeypatch.setattr(StagingRepository, "claim_pending", recorded)
+        magento_settings = {k: v for k, v in env.items() if k.startswith("PIMSYNC_MAGENTO")}
+        worker_app = App(make_config(postgres_url, **magento_settings))
+        worked: list[int] = []
+        worker = threading.Thread(
+            target=lambda: worked.extend(run_worker(worker_app, should_stop=stop.is_set).runs)
+        )
+        worker.start()
+        create = subprocess.Popen(
+            [sys.executable, "-m", "pimsync", "create", "--feed", "products", "--workers", "2"],
+            env={"PATH": os.environ.get("PATH", ""), **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while sum(1 for _, rows in claims if rows) < 3:  # it works on the run
+                assert time.monotonic() < deadline and create.poll() is None
+                time.sleep(0.01)
+            stop.set()
+            worker.join(timeout=120)
+            assert not worker.is_alive()
+            _, err = create.communicate(timeout=300)
+            assert create.returncode == 0, err
+        finally:
+            stop.set()
+            if create.poll() is None:
+                create.kill()
+                create.wait()
+            worker.join(timeout=60)
+            worker_app.close()
+        assert len(worked) == 1
+        assert [rows for asked, rows in claims if asked] == []  # no claim once asked to stop
+        with app.repository() as repo:
+            assert repo.count_pending("products", include_new=True, has_parent=False) == 0
         app.close()

@@ -418,11 +418,11 @@ def run_worker(
             run_id = await_run()
             if run_id is None:
                 return report
-        worker = _Worker(app, repo, wakeups, report)
+        worker = _Worker(app, repo, wakeups, report, should_stop)
         try:
             if run_id is not None:
                 worker.prepare(run_id)
-            worker.serve(run_id, idle_timeout, should_stop)
+            worker.serve(run_id, idle_timeout)
         finally:
             worker.leave()
     return report
@@ -432,16 +432,22 @@ class _Worker:
     """One worker's loop over the phases it joins, and the run it holds a JoinedRun for."""
 
     def __init__(
-        self, app: App, repo: StagingRepository, wakeups: Listener, report: WorkerReport
+        self,
+        app: App,
+        repo: StagingRepository,
+        wakeups: Listener,
+        report: WorkerReport,
+        should_stop: Callable[[], bool],
     ) -> None:
         self.app, self.repo, self.wakeups, self.report = app, repo, wakeups, report
+        self.should_stop = should_stop
         self.me = worker_id()
         self.joined: JoinedRun | None = None
 
     def prepare(self, run_id: int) -> None:
         """Build what the run needs before the coordinator publishes its first phase."""
         if self.repo.run_status(run_id) == "in_progress":
-            self.joined = JoinedRun.join(self.app, self.repo, run_id, self.me)
+            self.joined = JoinedRun.join(self.app, self.repo, run_id, self.me, self.should_stop)
         self.repo.commit()
 
     def leave(self) -> None:
@@ -449,10 +455,8 @@ class _Worker:
             self.joined.close()  # the run's clients and their connections
             self.joined = None
 
-    def serve(
-        self, run_id: int | None, idle_timeout: float | None, should_stop: Callable[[], bool]
-    ) -> None:
-        repo = self.repo
+    def serve(self, run_id: int | None, idle_timeout: float | None) -> None:
+        repo, should_stop = self.repo, self.should_stop
         idle_since = time.monotonic()
         while not should_stop():
             phase = Phase.loads(repo.state(PHASE_KEY))
@@ -478,7 +482,9 @@ class _Worker:
                 self.wakeups.wait(wait)
                 continue
             if self.joined is None:
-                self.joined = JoinedRun.join(self.app, repo, phase.run_id, self.me)
+                self.joined = JoinedRun.join(
+                    self.app, repo, phase.run_id, self.me, self.should_stop
+                )
             _work_phase(self.joined, phase, self.report)
             idle_since = time.monotonic()
             # Wait for the coordinator to move on before claiming again.
@@ -505,7 +511,14 @@ class JoinedRun:
         self._resources = resources
 
     @classmethod
-    def join(cls, app: App, repo: StagingRepository, run_id: int, me: str) -> JoinedRun:
+    def join(
+        cls,
+        app: App,
+        repo: StagingRepository,
+        run_id: int,
+        me: str,
+        should_stop: Callable[[], bool],
+    ) -> JoinedRun:
         resources = ExitStack()
         try:
             saved = repo.get_run(run_id)
@@ -515,7 +528,7 @@ class JoinedRun:
             resources.enter_context(app.using(config))
             client = resources.enter_context(app.magento_client())
             pim = resources.enter_context(app.pim_client_or_none())
-            runner = _worker_runner(app, repo, client, pim, run_id, me)
+            runner = _worker_runner(app, repo, client, pim, run_id, me, should_stop)
             resources.callback(runner.shutdown)
         except BaseException:
             resources.close()
@@ -554,6 +567,7 @@ def _worker_runner(
     pim: PimClient | None,
     run_id: int,
     me: str,
+    should_stop: Callable[[], bool],
 ) -> WorkerRunner:
     from pimsync.pipeline.push import PushOptions
 
@@ -562,14 +576,28 @@ def _worker_runner(
     options = PushOptions(feeds=list(FEEDS_SHARED), reindex=False)
     report = PushReport(run_id=run_id, kind="worker")
     return WorkerRunner(
-        app, repo, client, pim, context, options, report, worker_id=me, coordinator=False
-    )
+        app, repo, client, pim, context, options, report,
+        worker_id=me, coordinator=False, should_stop=should_stop,
+    )  # fmt: skip
 
 
 class WorkerRunner(ClaimingRunner):
-    """The runner of a `pimsync worker`: one phase at a time, new items as the run decides."""
+    """The runner of a `pimsync worker`: one phase at a time, new items as the run decides.
+
+    Before each claim it reads its own stop request (SIGTERM, Ctrl-C) besides its run's state,
+    as the coordinator reads its lock: a worker stopped alone, by its service manager say,
+    settles and marks the batch it holds and claims no more, instead of pushing on to the end
+    of the phase; the run goes on without it, and no row waits for a lease to run out.
+    """
 
     phase_include_new = True
+
+    def __init__(self, *args: Any, should_stop: Callable[[], bool], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.should_stop = should_stop
+
+    def halted(self) -> bool:
+        return self.should_stop() or super().halted()
 
     def _include_new(self) -> bool:
         return self.phase_include_new
