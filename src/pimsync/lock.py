@@ -160,17 +160,7 @@ class RunLock:
 
     def _dead_here(self, holder: Holder) -> bool:
         """A holder on this host whose process is gone (pid reuse can only delay a takeover)."""
-        if holder.host != self.host:
-            return False
-        if holder.pid == self.pid:
-            return False
-        try:
-            os.kill(holder.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return holder.pid != self.pid and gone_here(holder.host, holder.pid)
 
     def attach_run(self, run_id: int) -> None:
         """Name the run in the lock, so `pimsync status` and a refused run can show it."""
@@ -304,6 +294,20 @@ def stop_signals(target: Stoppable) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def gone_here(host: str, pid: int) -> bool:
+    """A process of this machine that has ended. One on another machine is never known to be
+    gone, and a pid taken again by another process can only make pimsync wait longer."""
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 def _holder(row: Any) -> Holder:

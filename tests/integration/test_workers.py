@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -357,23 +360,23 @@ def test_a_worker_asked_to_stop_claims_no_more_while_the_run_goes_on(
 ):
     """A worker asked to stop (SIGTERM from its service manager: `should_stop`) settles the
     batch it holds and claims no more, rather than pushing on to the end of the phase; the run
-    goes on without it, and nothing it claimed waits for a lease to run out."""
+    goes on without it, and it leaves no claim behind to wait for its lease."""
     pim = FakePim(products=300)
-    with FakeMagento(latency=0.05) as magento, serve(magento) as url:
+    with FakeMagento(latency=0.02) as magento, serve(magento) as url:
         app = imported_app(postgres_url, pim, url)
         before = pipeline.run_push(
             app, "create", pipeline.PushOptions(feeds=["attributes", "categories"])
         )
         assert before.exit_code == 0, before.errors
-        # Two requests at a time per process: the phase lasts well beyond the stop.
-        env = {**push_env(postgres_url, url), "PIMSYNC_MAGENTO__CONCURRENCY": "2"}
+        # One request at a time per process: the phase lasts well beyond the stop.
+        env = {**push_env(postgres_url, url), "PIMSYNC_MAGENTO__CONCURRENCY": "1"}
         stop = threading.Event()
-        claims: list[tuple[bool, int]] = []  # (asked to stop already, rows) of each claim
+        claims: list[tuple[bool, str, int]] = []  # (asked to stop already, entity, rows)
         claim_pending = StagingRepository.claim_pending
 
-        def recorded(repo: StagingRepository, *args: Any, **kwargs: Any) -> list[Any]:
-            rows = claim_pending(repo, *args, **kwargs)
-            claims.append((stop.is_set(), len(rows)))
+        def recorded(repo: StagingRepository, entity: str, *args: Any, **kwargs: Any) -> list[Any]:
+            rows = claim_pending(repo, entity, *args, **kwargs)
+            claims.append((stop.is_set(), entity, len(rows)))
             return rows
 
         # This process's worker only: the coordinator and its own worker run elsewhere.
@@ -393,14 +396,21 @@ def test_a_worker_asked_to_stop_claims_no_more_while_the_run_goes_on(
         )
         try:
             deadline = time.monotonic() + 120
-            while sum(1 for _, rows in claims if rows) < 3:  # it works on the run
+            # Stop it early in the simple products' phase, the longest of the run.
+            while sum(1 for _, entity, rows in claims if entity == "products" and rows) < 3:
                 assert time.monotonic() < deadline and create.poll() is None
                 time.sleep(0.01)
             stop.set()
             worker.join(timeout=120)
             assert not worker.is_alive()
-            _, err = create.communicate(timeout=300)
-            assert create.returncode == 0, err
+            assert [rows for asked, _, rows in claims if asked] == []  # none once asked to stop
+            assert create.poll() is None  # the run goes on without it
+            with app.repository() as repo:
+                held = [w for w in repo.claimers("products") if f":{os.getpid()}:" in w]
+            assert held == []  # what it claimed, it pushed and marked before leaving
+            create.send_signal(signal.SIGTERM)
+            _, err = create.communicate(timeout=120)
+            assert create.returncode == 130, err
         finally:
             stop.set()
             if create.poll() is None:
@@ -409,7 +419,71 @@ def test_a_worker_asked_to_stop_claims_no_more_while_the_run_goes_on(
             worker.join(timeout=60)
             worker_app.close()
         assert len(worked) == 1
-        assert [rows for asked, rows in claims if asked] == []  # no claim once asked to stop
+        app.close()
+
+
+def test_claims_of_a_process_gone_from_this_machine_are_known_as_such():
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = socket.gethostname()
+    assert workers.claimer_gone(f"{here}:{gone.pid}:0a1b2c3d")
+    assert not workers.claimer_gone(f"{here}:{os.getpid()}:0a1b2c3d")  # alive: this one
+    assert not workers.claimer_gone(f"elsewhere.example:{gone.pid}:0a1b2c3d")  # unknowable
+    assert not workers.claimer_gone("not a worker id")
+
+
+@pytest.mark.postgres
+def test_a_killed_create_leaves_no_worker_behind_and_the_next_one_takes_back_its_claims(
+    postgres_url: str, tmp_path: Path
+):
+    """SIGKILL to the coordinator alone (the OOM killer, say): its local workers leave after
+    their batch instead of waiting for it forever, and the next `create` gives back at once
+    the rows the dead coordinator had claimed rather than waiting 300 s for their lease."""
+    pim = FakePim(products=300)
+    with FakeMagento(latency=0.02) as magento, serve(magento) as url:
+        app = imported_app(postgres_url, pim, url)
+        before = pipeline.run_push(
+            app, "create", pipeline.PushOptions(feeds=["attributes", "categories"])
+        )
+        assert before.exit_code == 0, before.errors
+        env = {**push_env(postgres_url, url), "PIMSYNC_MAGENTO__CONCURRENCY": "1"}
+        marker = str(tmp_path / "killed.json")  # in the argv of the create and its forks
+        create = subprocess.Popen(
+            [sys.executable, "-m", "pimsync", "-v", "--report", marker,
+             "create", "--feed", "products", "--workers", "3"],
+            env={"PATH": os.environ.get("PATH", ""), **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            assert create.stderr is not None
+            for line in create.stderr:  # its workers log there: wait for the simple products
+                if b" joins run " in line and line.rstrip().endswith(b"products products"):
+                    break
+            else:
+                raise AssertionError("no worker joined the products phase")
+            pushed = magento.request_count("PUT", "/V1/products/*")
+            deadline = time.monotonic() + 60
+            while magento.request_count("PUT", "/V1/products/*") < pushed + 30:
+                assert time.monotonic() < deadline and create.poll() is None
+                time.sleep(0.01)
+            create.kill()
+            create.wait()
+            while processes_running_with(marker):
+                assert time.monotonic() < deadline + 60, "a worker outlived its create"
+                time.sleep(0.1)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(create.pid, signal.SIGKILL)
+            create.stderr.close()
+        with app.repository() as repo:
+            assert repo.claimers("products")  # the dead coordinator's, with their lease
+        faster = {**env, "PIMSYNC_MAGENTO__CONCURRENCY": "8"}
+        done = pimsync("create", "--feed", "products", "--workers", "3", env=faster)
+        assert done.returncode == 0, done.stderr
+        assert re.search(r"gave back \d+ products claimed by \S+: the process is gone", done.stderr)
         with app.repository() as repo:
             assert repo.count_pending("products", include_new=True, has_parent=False) == 0
+            assert repo.claimers("products") == []
         app.close()

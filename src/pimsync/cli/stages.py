@@ -220,16 +220,18 @@ def worker(
         pimsync worker
         pimsync worker --idle-timeout 600
     """
-    from pimsync.pipeline.workers import run_id_from_stdin, run_worker
+    from pimsync.pipeline.workers import CoordinatorWatch, run_id_from_stdin, run_worker
 
     stop = StopFlag()
+    # A local worker of `create --workers` (--run-from-stdin) leaves when that create is gone.
+    orphaned: Callable[[], bool] = CoordinatorWatch() if run_from_stdin else lambda: False
     with stop_signals(stop):
         report = run_worker(
             app,
             run_id=run_id,
             await_run=run_id_from_stdin if run_from_stdin else None,
             idle_timeout=idle_timeout,
-            should_stop=lambda: stop.stop_requested,
+            should_stop=lambda: stop.stop_requested or orphaned(),
         )
     if as_json:
         click.echo(orjson.dumps(report.as_dict()).decode())

@@ -42,7 +42,7 @@ import orjson
 from pimsync import logs
 from pimsync.app import App
 from pimsync.errors import InterruptedRunError, PimsyncError, UsageError, internal_error
-from pimsync.lock import StopFlag, stop_signals
+from pimsync.lock import StopFlag, gone_here, stop_signals
 from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
 from pimsync.pipeline.push_context import build_push_context, refresh_ids
@@ -169,9 +169,11 @@ class ClaimingRunner(Runner):
         run_id = self.report.run_id
         assert run_id is not None
         phase = Phase(run_id, feed, entity, has_parent, self._include_new())
+        self._release_claims_of_the_dead(entity)
         self._publish(phase)
         # Claim and push with the others until nothing is pending: rows claimed by a worker
-        # that died come back when their lease runs out, and are pushed here if need be.
+        # that died come back when their lease runs out (at once when it ran on this
+        # machine), and are pushed here if need be.
         while True:
             super()._push_entity(feed, entity, has_parent, counts)
             self.checkpoint()
@@ -181,8 +183,26 @@ class ClaimingRunner(Runner):
             self.repo.commit()
             if pending == 0:
                 break
-            self._wait_for_others()
+            if not self._release_claims_of_the_dead(entity):
+                self._wait_for_others()
         self._count_from_log(feed, counts)
+
+    def _release_claims_of_the_dead(self, entity: str) -> int:
+        """Give back at once the rows claimed by processes of this machine that are gone: the
+        workers of a `create` that was killed, which this one took over, or a local worker
+        killed in this run. Those of other machines wait for their leases."""
+        dead = [worker for worker in self.repo.claimers(entity) if claimer_gone(worker)]
+        released = self.repo.release_claims(entity, dead)
+        self.repo.commit()
+        if released:
+            log.warning(
+                "gave back %d %s claimed by %s: the process is gone",
+                released,
+                entity,
+                ", ".join(dead),
+                extra={"run_id": self.report.run_id},
+            )
+        return released
 
     def _publish(self, phase: Phase) -> None:
         self.repo.set_state(PHASE_KEY, phase.dumps())
@@ -210,6 +230,29 @@ class ClaimingRunner(Runner):
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def claimer_gone(worker: str) -> bool:
+    """Whether the process behind a `worker_id()` ran on this machine and has ended."""
+    parts = worker.rsplit(":", 2)
+    return len(parts) == 3 and parts[1].isdigit() and gone_here(parts[0], int(parts[1]))
+
+
+class CoordinatorWatch:
+    """For a local worker: whether the `create` that started it has ended (killed, say), which
+    leaves the worker a child of another process. Said once in the log when first seen."""
+
+    def __init__(self) -> None:
+        self._parent = os.getppid()
+        self._seen = False
+
+    def __call__(self) -> bool:
+        if os.getppid() == self._parent:
+            return False
+        if not self._seen:
+            self._seen = True
+            log.warning("worker leaves: the create that started it is gone")
+        return True
 
 
 class LocalWorkers:
@@ -312,6 +355,7 @@ def _serve_forked(app: App, receiving: Connection, sending: list[Connection]) ->
         os.dup2(devnull.fileno(), 1)
     code = 0
     stop = StopFlag()
+    orphaned = CoordinatorWatch()
     # The parent's App holds nothing open yet (_fork_is_safe); this one is the worker's own.
     own = replace(app)
     with stop_signals(stop):
@@ -319,7 +363,7 @@ def _serve_forked(app: App, receiving: Connection, sending: list[Connection]) ->
             run_worker(
                 own,
                 await_run=lambda: _received_run(receiving),
-                should_stop=lambda: stop.stop_requested,
+                should_stop=lambda: stop.stop_requested or orphaned(),
             )
         except KeyboardInterrupt:  # a second Ctrl-C: the coordinator says it
             code = InterruptedRunError.exit_code

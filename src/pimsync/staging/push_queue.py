@@ -115,6 +115,33 @@ class PushQueue(Connected):
         self.commit()
         return sorted((dict(row._mapping) for row in claimed), key=lambda row: row["id"])
 
+    def claimers(self, entity: str) -> list[str]:
+        """The workers holding a live claim on a pending row of `entity`."""
+        table = entity_tables[entity]
+        query = (
+            select(table.c.claimed_by)
+            .distinct()
+            .where(
+                table.c.status.in_(_pending_statuses(True)),
+                table.c.claimed_by.is_not(None),
+                table.c.claimed_until >= utcnow(),
+            )
+        )
+        return [str(worker) for worker in self.connection.scalars(query)]
+
+    def release_claims(self, entity: str, workers: Sequence[str]) -> int:
+        """Make the rows `workers` claimed claimable again at once, without waiting for their
+        leases (for workers known to be gone). Returns the rows given back."""
+        if not workers:
+            return 0
+        table = entity_tables[entity]
+        released = self.connection.execute(
+            update(table)
+            .where(table.c.claimed_by.in_(list(workers)))
+            .values(claimed_by=None, claimed_until=None)
+        )
+        return int(released.rowcount)
+
     def count_pending(
         self, entity: str, *, include_new: bool = True, has_parent: bool | None = None
     ) -> int:
