@@ -307,7 +307,17 @@ def gone_here(host: str, pid: int) -> bool:
         return True
     except PermissionError:  # alive, someone else's
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """An ended process its parent has not reaped yet (a killed local worker, until its
+    `create` waits for it), which still answers kill(pid, 0). Linux only: /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _holder(row: Any) -> Holder:

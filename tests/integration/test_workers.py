@@ -427,6 +427,11 @@ def test_claims_of_a_process_gone_from_this_machine_are_known_as_such():
     gone.wait()
     here = socket.gethostname()
     assert workers.claimer_gone(f"{here}:{gone.pid}:0a1b2c3d")
+    # Ended but not reaped yet (a killed local worker until its create waits for it).
+    unreaped = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, unreaped.pid, os.WEXITED | os.WNOWAIT)
+    assert workers.claimer_gone(f"{here}:{unreaped.pid}:0a1b2c3d")
+    unreaped.wait()
     assert not workers.claimer_gone(f"{here}:{os.getpid()}:0a1b2c3d")  # alive: this one
     assert not workers.claimer_gone(f"elsewhere.example:{gone.pid}:0a1b2c3d")  # unknowable
     assert not workers.claimer_gone("not a worker id")
