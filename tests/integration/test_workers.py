@@ -57,6 +57,17 @@ def imported_app(staging_url: str, pim: FakePim | str, magento_url: str) -> App:
     return app
 
 
+def ready_for_products(staging_url: str, pim: FakePim, magento_url: str) -> App:
+    """An App that imported the catalog and pushed its attributes and categories: what
+    `create --feed products` needs."""
+    app = imported_app(staging_url, pim, magento_url)
+    before = pipeline.run_push(
+        app, "create", pipeline.PushOptions(feeds=["attributes", "categories"])
+    )
+    assert before.exit_code == 0, before.errors
+    return app
+
+
 def pimsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pimsync", *args],
@@ -361,13 +372,8 @@ def test_a_worker_asked_to_stop_claims_no_more_while_the_run_goes_on(
     """A worker asked to stop (SIGTERM from its service manager: `should_stop`) settles the
     batch it holds and claims no more, rather than pushing on to the end of the phase; the run
     goes on without it, and it leaves no claim behind to wait for its lease."""
-    pim = FakePim(products=300)
     with FakeMagento(latency=0.02) as magento, serve(magento) as url:
-        app = imported_app(postgres_url, pim, url)
-        before = pipeline.run_push(
-            app, "create", pipeline.PushOptions(feeds=["attributes", "categories"])
-        )
-        assert before.exit_code == 0, before.errors
+        app = ready_for_products(postgres_url, FakePim(products=300), url)
         # One request at a time per process: the phase lasts well beyond the stop.
         env = {**push_env(postgres_url, url), "PIMSYNC_MAGENTO__CONCURRENCY": "1"}
         stop = threading.Event()
@@ -444,13 +450,8 @@ def test_a_killed_create_leaves_no_worker_behind_and_the_next_one_takes_back_its
     """SIGKILL to the coordinator alone (the OOM killer, say): its local workers leave after
     their batch instead of waiting for it forever, and the next `create` gives back at once
     the rows the dead coordinator had claimed rather than waiting 300 s for their lease."""
-    pim = FakePim(products=300)
     with FakeMagento(latency=0.02) as magento, serve(magento) as url:
-        app = imported_app(postgres_url, pim, url)
-        before = pipeline.run_push(
-            app, "create", pipeline.PushOptions(feeds=["attributes", "categories"])
-        )
-        assert before.exit_code == 0, before.errors
+        app = ready_for_products(postgres_url, FakePim(products=300), url)
         env = {**push_env(postgres_url, url), "PIMSYNC_MAGENTO__CONCURRENCY": "1"}
         marker = str(tmp_path / "killed.json")  # in the argv of the create and its forks
         create = subprocess.Popen(
