@@ -168,8 +168,11 @@ def test_keep_alive_is_fast() -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_forever_stops_cleanly(sig: signal.Signals) -> None:
+    # A suite started as a background job of a shell without job control inherits SIGINT
+    # ignored, and so would the server: give it Python's usual Ctrl-C, the case under test.
     code = (
-        "import httpx\n"
+        "import signal, httpx\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from pimsync.testing.server import serve_forever\n"
         "serve_forever(lambda r: httpx.Response(200, text='up'), port=0,\n"
         "              on_ready=lambda url: print(url, flush=True))\n"
