@@ -169,11 +169,12 @@ class ClaimingRunner(Runner):
         run_id = self.report.run_id
         assert run_id is not None
         phase = Phase(run_id, feed, entity, has_parent, self._include_new())
-        self._release_claims_of_the_dead(entity)
         self._publish(phase)
         # Claim and push with the others until nothing is pending: rows claimed by a worker
-        # that died come back when their lease runs out (at once when it ran on this
-        # machine), and are pushed here if need be.
+        # that died come back when their lease runs out, or at once when it ran on this
+        # machine, and are pushed here if need be. That is looked for once nothing else is
+        # left to claim (few rows are pending then, so the query is cheap), once a second.
+        next_look = 0.0
         while True:
             super()._push_entity(feed, entity, has_parent, counts)
             self.checkpoint()
@@ -183,14 +184,17 @@ class ClaimingRunner(Runner):
             self.repo.commit()
             if pending == 0:
                 break
-            if not self._release_claims_of_the_dead(entity):
-                self._wait_for_others()
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + POLL_SECONDS
+                if self._release_claims_of_the_dead(entity):
+                    continue
+            self._wait_for_others()
         self._count_from_log(feed, counts)
 
     def _release_claims_of_the_dead(self, entity: str) -> int:
-        """Give back at once the rows claimed by processes of this machine that are gone: the
-        workers of a `create` that was killed, which this one took over, or a local worker
-        killed in this run. Those of other machines wait for their leases."""
+        """Give back at once the rows claimed by processes of this machine that are gone: a
+        `create` that was killed (this one took its run over) and its workers, or a local
+        worker killed in this run. Those of other machines wait for their leases."""
         dead = [worker for worker in self.repo.claimers(entity) if claimer_gone(worker)]
         released = self.repo.release_claims(entity, dead)
         self.repo.commit()
