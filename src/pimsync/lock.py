@@ -27,6 +27,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from pimsync.errors import LockHeldError, PimsyncError
+from pimsync.staging._base import aware
 from pimsync.staging.tables import sync_lock, sync_runs
 
 LOCK_NAME = "staging"
@@ -128,7 +129,8 @@ class RunLock:
                         self._taken(connection)
                         return
                     holder = _holder(row._mapping)
-                    if not (holder.expired or self._dead_here(holder)):
+                    # A holder on this host whose process is gone is taken over at once.
+                    if not (holder.expired or gone_here(holder.host, holder.pid)):
                         raise LockHeldError(
                             f"another run holds the staging database: {holder.describe()}",
                             hint="wait for it to finish, or ask it to stop with `pimsync stop`",
@@ -157,10 +159,6 @@ class RunLock:
                 message="abandoned: its process ended without finishing (killed or crashed)",
             )
         )
-
-    def _dead_here(self, holder: Holder) -> bool:
-        """A holder on this host whose process is gone (pid reuse can only delay a takeover)."""
-        return holder.pid != self.pid and gone_here(holder.host, holder.pid)
 
     def attach_run(self, run_id: int) -> None:
         """Name the run in the lock, so `pimsync status` and a refused run can show it."""
@@ -326,12 +324,7 @@ def _holder(row: Any) -> Holder:
         host=row["host"],
         pid=row["pid"],
         run_id=row["run_id"],
-        acquired_at=_aware(row["acquired_at"]),
-        expires_at=_aware(row["expires_at"]),
-        stop_requested_at=_aware(row["stop_requested_at"]) if row["stop_requested_at"] else None,
+        acquired_at=aware(row["acquired_at"]),
+        expires_at=aware(row["expires_at"]),
+        stop_requested_at=aware(row["stop_requested_at"]) if row["stop_requested_at"] else None,
     )
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes for DateTime(timezone=True); they were stored as UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
