@@ -592,8 +592,13 @@ def test_json_logs_are_one_object_per_line_and_no_secret_leaks_anywhere(
     pushed = pimsync("create")
     assert pushed.returncode == 1
     warnings = [e for e in json_lines(pushed.stderr) if e["level"] == "warning"]
-    assert [e["code"] for e in warnings] == [pim.catalog.uuid(index)]
-    assert "unable to be saved" in warnings[0]["message"]
+    # Each failed item is one warning carrying its code. A retry is the only other warning a
+    # run can give here: a loaded CI machine once had one request on loopback fail (which one
+    # is not known), and the run retried it and went on as it should.
+    failed = [e for e in warnings if e["logger"] != "pimsync.retry"]
+    diagnosis = f"{pushed.stderr}\nmock Magento crashes: {magento.internal_errors}"
+    assert [e.get("code") for e in failed] == [pim.catalog.uuid(index)], diagnosis
+    assert "unable to be saved" in failed[0]["message"]
 
     magento.clear_faults()
     magento.revoke_token()
