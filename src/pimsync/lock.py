@@ -1,9 +1,10 @@
 """One run at a time per staging database: a lease in the `sync_lock` table.
 
 The holder renews its lease from a heartbeat thread; a run that crashed (or was killed) stops
-renewing, so its lease runs out and the next run takes over. On the same host a holder whose
-process is gone is taken over at once, without waiting for the lease. The heartbeat also carries
-`pimsync stop` to the holder: it sets `stop_requested_at`, the holder sees it at its next beat.
+renewing, so its lease runs out and the next run takes over. On the same machine
+(`machine_key`) a holder whose process is gone is taken over at once, without waiting for the
+lease. The heartbeat also carries `pimsync stop` to the holder: it sets `stop_requested_at`, the
+holder sees it at its next beat.
 
 Taking over uses compare-and-swap on the owner token, so two runs racing for an expired lease
 cannot both win, on SQLite or PostgreSQL.
@@ -11,6 +12,8 @@ cannot both win, on SQLite or PostgreSQL.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import signal
 import socket
@@ -46,6 +49,7 @@ class Holder:
     kind: str
     host: str
     pid: int
+    machine: str | None  # `machine_key()` of the holder; None if an older pimsync wrote it
     run_id: int | None
     acquired_at: datetime
     expires_at: datetime
@@ -97,6 +101,7 @@ class RunLock:
         self.owner = uuid.uuid4().hex
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        self.machine = machine_key()
         self.stop_reason: str | None = None
         self._stop = threading.Event()
         self._lost = threading.Event()
@@ -113,6 +118,7 @@ class RunLock:
             "kind": self.kind,
             "host": self.host,
             "pid": self.pid,
+            "machine": self.machine,
             "run_id": None,
             "acquired_at": now,
             "expires_at": now + self.lease,
@@ -129,8 +135,8 @@ class RunLock:
                         self._taken(connection)
                         return
                     holder = _holder(row._mapping)
-                    # A holder on this host whose process is gone is taken over at once.
-                    if not (holder.expired or gone_here(holder.host, holder.pid)):
+                    # A holder on this machine whose process is gone is taken over at once.
+                    if not (holder.expired or gone_here(holder.machine, holder.pid)):
                         raise LockHeldError(
                             f"another run holds the staging database: {holder.describe()}",
                             hint="wait for it to finish, or ask it to stop with `pimsync stop`",
@@ -294,10 +300,30 @@ def stop_signals(target: Stoppable) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def gone_here(host: str, pid: int) -> bool:
-    """A process of this machine that has ended. One on another machine is never known to be
-    gone, and a pid taken again by another process can only make pimsync wait longer."""
-    if host != socket.gethostname() or pid == os.getpid():
+@functools.cache
+def machine_key() -> str:
+    """Where a pid names one process: this kernel's boot and this pid namespace, as 12 hex digits.
+
+    A host name is not enough. Two containers on one host with its network share the host name
+    but not their pids, and machines cloned from one image can share a name ("ubuntu"): taking
+    a pid of one for a process of the other would take over a live run's lock or push the rows
+    a live worker holds. Where Linux's /proc does not tell, the host name is all there is.
+    """
+    parts = []
+    with suppress(OSError), open("/proc/sys/kernel/random/boot_id") as boot:
+        parts.append(boot.read().strip())
+    with suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    if len(parts) < 2:
+        parts = [socket.gethostname()]
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:12]
+
+
+def gone_here(machine: str | None, pid: int) -> bool:
+    """A process of this machine (`machine_key`) that has ended. One elsewhere, or of unknown
+    whereabouts, is never known to be gone, and a pid taken again by another process can only
+    make pimsync wait longer."""
+    if machine != machine_key() or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
@@ -323,6 +349,7 @@ def _holder(row: Any) -> Holder:
         kind=row["kind"],
         host=row["host"],
         pid=row["pid"],
+        machine=row["machine"],
         run_id=row["run_id"],
         acquired_at=aware(row["acquired_at"]),
         expires_at=aware(row["expires_at"]),

@@ -139,7 +139,7 @@ def test_unusable_staging_database_exits_5(env: dict[str, str], tmp_path: Path):
 def test_db_upgrade(env: dict[str, str]):
     result = invoke(["db", "upgrade"], env)
     assert result.exit_code == 0
-    assert result.stdout == "staging database at revision 0003\n"
+    assert result.stdout == "staging database at revision 0004\n"
 
 
 def fail_in_db_upgrade(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:

@@ -282,11 +282,13 @@ def kill_mid_products(victim: subprocess.Popen[str], shop: Shop) -> None:
 
 
 def renew_lease(app: App, *, host: str, seconds: float) -> None:
-    """Play the holder's heartbeat, as if it ran on `host`."""
+    """Play the holder's heartbeat, as if it ran on `host`, another machine."""
     with app.engine().begin() as connection:
         connection.execute(
             update(sync_lock).values(
-                host=host, expires_at=datetime.now(UTC) + timedelta(seconds=seconds)
+                host=host,
+                machine="another-box",
+                expires_at=datetime.now(UTC) + timedelta(seconds=seconds),
             )
         )
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -17,7 +20,7 @@ from sqlalchemy import insert, select, update
 from pimsync import control, pipeline
 from pimsync.app import App
 from pimsync.errors import InterruptedRunError, LockHeldError
-from pimsync.lock import RunLock, StopRequested, current_holder, request_stop
+from pimsync.lock import RunLock, StopRequested, current_holder, machine_key, request_stop
 from pimsync.pipeline.report import PushReport
 from pimsync.staging.tables import Status, entity_tables, sync_lock, sync_runs
 from pimsync.testing.fake_magento import FakeMagento
@@ -157,7 +160,9 @@ def test_a_second_run_is_refused_naming_the_holder(app: App):
     assert current_holder(app.engine()) is None
 
 
-def _plant_holder(app: App, *, host: str, pid: int, expires_in: float) -> None:
+def _plant_holder(
+    app: App, *, host: str, pid: int, expires_in: float, machine: str | None = "another-box"
+) -> None:
     now = datetime.now(UTC)
     with app.engine().begin() as connection:
         connection.execute(
@@ -167,6 +172,7 @@ def _plant_holder(app: App, *, host: str, pid: int, expires_in: float) -> None:
                 kind="import:full",
                 host=host,
                 pid=pid,
+                machine=machine,
                 acquired_at=now - timedelta(minutes=5),
                 expires_at=now + timedelta(seconds=expires_in),
             )
@@ -188,17 +194,31 @@ def test_a_live_lease_of_another_host_blocks_and_an_expired_one_does_not(app: Ap
     taker.release()
 
 
-def test_a_dead_holder_on_this_host_is_taken_over_at_once(app: App):
-    import socket
-    import subprocess
-    import sys
+def _ended_pid() -> int:
+    """The pid of a process that has ended, and been reaped."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                           capture_output=True, text=True)  # fmt: skip
+    return int(ended.stdout)
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
-                          capture_output=True, text=True)  # fmt: skip
-    _plant_holder(app, host=socket.gethostname(), pid=int(dead.stdout), expires_in=300)
+
+def test_a_dead_holder_on_this_machine_is_taken_over_at_once(app: App):
+    host, dead = socket.gethostname(), _ended_pid()
+    _plant_holder(app, host=host, pid=dead, expires_in=300, machine=machine_key())
     lock = RunLock(app.engine(), "create")
     lock.acquire()
     lock.release()
+
+
+@pytest.mark.parametrize("machine", ["another-box", None], ids=["other machine", "unknown"])
+def test_a_pid_under_this_host_name_but_of_another_machine_vouches_for_nothing(
+    app: App, machine: str | None
+):
+    # A container beside this one with the host's network, or a clone of this machine: same
+    # host name, its own pids. Its holder is alive as far as this process can know.
+    host, dead = socket.gethostname(), _ended_pid()
+    _plant_holder(app, host=host, pid=dead, expires_in=300, machine=machine)
+    with pytest.raises(LockHeldError, match=f"import:full on {host} pid {dead}"):
+        RunLock(app.engine(), "create").acquire()
 
 
 def test_a_crashed_run_left_in_progress_is_recorded_stopped_and_resumed(app: App):

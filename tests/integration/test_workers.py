@@ -23,6 +23,7 @@ from sqlalchemy import select
 from pimsync import pipeline
 from pimsync.app import App
 from pimsync.errors import MagentoError, UsageError
+from pimsync.lock import machine_key
 from pimsync.pipeline import workers
 from pimsync.pipeline.workers import run_worker
 from pimsync.staging.repository import StagingRepository
@@ -431,16 +432,29 @@ def test_a_worker_asked_to_stop_claims_no_more_while_the_run_goes_on(
 def test_claims_of_a_process_gone_from_this_machine_are_known_as_such():
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    here = socket.gethostname()
-    assert workers.claimer_gone(f"{here}:{gone.pid}:0a1b2c3d")
+    here, machine = socket.gethostname(), machine_key()
+    assert workers.claimer_gone(f"{here}:{gone.pid}:{machine}:0a1b2c3d")
     # Ended but not reaped yet (a killed local worker until its create waits for it).
     unreaped = subprocess.Popen([sys.executable, "-c", "pass"])
     os.waitid(os.P_PID, unreaped.pid, os.WEXITED | os.WNOWAIT)
-    assert workers.claimer_gone(f"{here}:{unreaped.pid}:0a1b2c3d")
+    assert workers.claimer_gone(f"{here}:{unreaped.pid}:{machine}:0a1b2c3d")
     unreaped.wait()
-    assert not workers.claimer_gone(f"{here}:{os.getpid()}:0a1b2c3d")  # alive: this one
-    assert not workers.claimer_gone(f"elsewhere.example:{gone.pid}:0a1b2c3d")  # unknowable
+    assert not workers.claimer_gone(f"{here}:{os.getpid()}:{machine}:0a1b2c3d")  # this one
+    # Another machine under the same host name (a container beside this one with the host's
+    # network, a cloned VM): its pids are not ours to look up.
+    assert not workers.claimer_gone(f"{here}:{gone.pid}:0123456789ab:0a1b2c3d")
+    assert not workers.claimer_gone(f"{here}:{gone.pid}:0a1b2c3d")  # an older pimsync's id
     assert not workers.claimer_gone("not a worker id")
+
+
+def test_a_worker_id_fits_its_column_whatever_the_host_name(monkeypatch: pytest.MonkeyPatch):
+    machine, longest = machine_key(), "h" * 64  # HOST_NAME_MAX on Linux
+    monkeypatch.setattr(workers.socket, "gethostname", lambda: longest)
+    worker = workers.worker_id()
+    width = entity_tables["products"].c.claimed_by.type.length
+    assert width is not None and len(worker) <= width
+    assert worker.startswith("h" * 32 + f":{os.getpid()}:{machine}:")
+    assert not workers.claimer_gone(worker)  # this process
 
 
 @pytest.mark.postgres

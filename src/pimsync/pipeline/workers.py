@@ -42,7 +42,7 @@ import orjson
 from pimsync import logs
 from pimsync.app import App
 from pimsync.errors import InterruptedRunError, PimsyncError, UsageError, internal_error
-from pimsync.lock import StopFlag, gone_here, stop_signals
+from pimsync.lock import StopFlag, gone_here, machine_key, stop_signals
 from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
 from pimsync.pipeline.push_context import build_push_context, refresh_ids
@@ -233,13 +233,17 @@ class ClaimingRunner(Runner):
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """host:pid:machine:nonce, at most 64 characters (a claim's column): the host name for the
+    operator, the pid and `machine_key()` to tell whether the worker is gone (`claimer_gone`),
+    and a nonce so that a pid used again is another worker."""
+    host = socket.gethostname()[:32]
+    return f"{host}:{os.getpid()}:{machine_key()}:{uuid.uuid4().hex[:8]}"
 
 
 def claimer_gone(worker: str) -> bool:
     """Whether the process behind a `worker_id()` ran on this machine and has ended."""
-    parts = worker.rsplit(":", 2)
-    return len(parts) == 3 and parts[1].isdigit() and gone_here(parts[0], int(parts[1]))
+    parts = worker.rsplit(":", 3)
+    return len(parts) == 4 and parts[1].isdigit() and gone_here(parts[2], int(parts[1]))
 
 
 class CoordinatorWatch:

@@ -114,6 +114,9 @@ sync_lock = Table(
     Column("kind", String(32), nullable=False),
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
+    # Where `pid` names the holder's process (`lock.machine_key`); NULL if an older pimsync
+    # wrote the row.
+    Column("machine", String(16)),
     Column("run_id", Integer),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
