@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -79,3 +81,26 @@ def app(config: Config) -> Iterator[App]:
 def repo(app: App) -> Iterator[StagingRepository]:
     with app.repository() as repository:
         yield repository
+
+
+CLOCK_AHEAD = timedelta(minutes=10)
+
+
+class _ClockAhead(datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+        return datetime.now(tz) + CLOCK_AHEAD
+
+
+@pytest.fixture
+def clock_ahead(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call it to run the rest of the test on a machine whose clock is ten minutes ahead of the
+    others' (every clock pimsync reads: `datetime.now` and the staging `utcnow`)."""
+
+    def run_ahead() -> None:
+        ahead = lambda: datetime.now(UTC) + CLOCK_AHEAD  # noqa: E731
+        monkeypatch.setattr("pimsync.lock.datetime", _ClockAhead)
+        monkeypatch.setattr("pimsync.staging._base.utcnow", ahead)
+        monkeypatch.setattr("pimsync.staging.push_queue.utcnow", ahead)
+
+    return run_ahead

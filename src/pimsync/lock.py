@@ -30,7 +30,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from pimsync.errors import LockHeldError, PimsyncError
-from pimsync.staging._base import aware
+from pimsync.staging._base import aware, lease_now, lease_now_value
 from pimsync.staging.tables import sync_lock, sync_runs
 
 LOCK_NAME = "staging"
@@ -112,21 +112,21 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock or raise LockHeldError naming its holder."""
-        now = datetime.now(UTC)
-        values = {
-            "owner": self.owner,
-            "kind": self.kind,
-            "host": self.host,
-            "pid": self.pid,
-            "machine": self.machine,
-            "run_id": None,
-            "acquired_at": now,
-            "expires_at": now + self.lease,
-            "stop_requested_at": None,
-        }
         for _attempt in range(3):
             try:
                 with self.engine.begin() as connection:
+                    now = lease_now_value(connection)
+                    values = {
+                        "owner": self.owner,
+                        "kind": self.kind,
+                        "host": self.host,
+                        "pid": self.pid,
+                        "machine": self.machine,
+                        "run_id": None,
+                        "acquired_at": now,
+                        "expires_at": now + self.lease,
+                        "stop_requested_at": None,
+                    }
                     row = connection.execute(
                         select(sync_lock).where(sync_lock.c.name == LOCK_NAME)
                     ).first()
@@ -136,7 +136,8 @@ class RunLock:
                         return
                     holder = _holder(row._mapping)
                     # A holder on this machine whose process is gone is taken over at once.
-                    if not (holder.expired or gone_here(holder.machine, holder.pid)):
+                    expired = holder.expires_at <= now
+                    if not (expired or gone_here(holder.machine, holder.pid)):
                         raise LockHeldError(
                             f"another run holds the staging database: {holder.describe()}",
                             hint="wait for it to finish, or ask it to stop with `pimsync stop`",
@@ -201,7 +202,7 @@ class RunLock:
                 renewed = connection.execute(
                     update(sync_lock)
                     .where(sync_lock.c.name == LOCK_NAME, mine)
-                    .values(expires_at=datetime.now(UTC) + self.lease)
+                    .values(expires_at=lease_now(connection) + self.lease)
                 ).rowcount
                 asked = connection.scalar(
                     select(sync_lock.c.stop_requested_at).where(sync_lock.c.name == LOCK_NAME, mine)

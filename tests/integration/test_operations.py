@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -501,3 +502,23 @@ def test_the_lock_table_is_empty_after_every_run(app: App):
         assert connection.execute(select(sync_lock)).all() == []
     with app.repository() as repo:
         assert repo.connection.scalar(select(sync_runs.c.status).order_by(sync_runs.c.id.desc()))
+
+
+@pytest.mark.postgres
+def test_a_machine_whose_clock_runs_ahead_leaves_a_live_lease_alone(
+    postgres_url: str, clock_ahead: Callable[[], None]
+):
+    # Leases are stamped and compared with the PostgreSQL server's clock, the one clock every
+    # machine shares: by its own clock this machine would find the holder's lease long over.
+    app = App(make_config(postgres_url))
+    holder = RunLock(app.engine(), "import:full")
+    holder.acquire()
+    try:
+        clock_ahead()
+        with pytest.raises(LockHeldError, match="another run holds the staging database"):
+            RunLock(app.engine(), "create").acquire()
+        holder.renew()
+        holder.checkpoint()  # the lease is still the holder's
+    finally:
+        holder.release()
+        app.close()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from pimsync.errors import MagentoError, UsageError
 from pimsync.lock import machine_key
 from pimsync.pipeline import workers
 from pimsync.pipeline.workers import run_worker
+from pimsync.staging.prepare import StagedItem
 from pimsync.staging.repository import StagingRepository
 from pimsync.staging.tables import Status, entity_tables, sync_runs
 from pimsync.testing.fake_magento import FakeMagento
@@ -507,3 +509,21 @@ def test_a_killed_create_leaves_no_worker_behind_and_the_next_one_takes_back_its
             assert repo.count_pending("products", include_new=True, has_parent=False) == 0
             assert repo.claimers("products") == []
         app.close()
+
+
+@pytest.mark.postgres
+def test_a_worker_whose_clock_runs_ahead_claims_no_live_claim_of_another(
+    postgres_url: str, clock_ahead: Callable[[], None]
+):
+    app = App(make_config(postgres_url))
+    with app.repository() as repo:
+        items = [StagedItem(f"sku-{i}", "{}", f"{i:064d}") for i in range(6)]
+        repo.upsert_fetched("products", items)
+        repo.commit()
+        first = repo.claim_pending("products", "worker-a", limit=4, lease_seconds=300)
+        clock_ahead()  # by its own clock, the first worker's 300 s lease is over
+        second = repo.claim_pending("products", "worker-b", limit=6, lease_seconds=300)
+        assert [row["code"] for row in first] == ["sku-0", "sku-1", "sku-2", "sku-3"]
+        assert [row["code"] for row in second] == ["sku-4", "sku-5"]
+        assert sorted(repo.claimers("products")) == ["worker-a", "worker-b"]
+    app.close()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, DateTime, func, select
 
 
 class Connected:
@@ -22,6 +23,22 @@ class Connected:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def lease_now(connection: Connection) -> Any:
+    """ "Now" for a lease that processes on several machines compare (the run lock, a worker's
+    claims), to use in a statement: on PostgreSQL the server's clock, the one clock they all
+    share (a machine whose clock runs a minute ahead would otherwise find a live run's lease
+    over and take it); on SQLite, which one machine opens, this machine's."""
+    if connection.dialect.name == "postgresql":
+        return func.statement_timestamp(type_=DateTime(timezone=True))
+    return utcnow()
+
+
+def lease_now_value(connection: Connection) -> datetime:
+    """`lease_now` as a value, for a lease compared in Python."""
+    now = lease_now(connection)
+    return now if isinstance(now, datetime) else aware(connection.execute(select(now)).scalar_one())
 
 
 def aware(value: datetime) -> datetime:

@@ -22,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 
-from pimsync.staging._base import Connected, chunks, utcnow
+from pimsync.staging._base import Connected, chunks, lease_now, utcnow
 from pimsync.staging.tables import (
     Status,
     entity_tables,
@@ -92,7 +92,7 @@ class PushQueue(Connected):
         its claim (`mark_pushed`, `record_item_error`).
         """
         table = entity_tables[entity]
-        now = utcnow()
+        now = lease_now(self.connection)
         statuses = _pending_statuses(include_new)
         candidates = (
             select(table.c.id)
@@ -124,7 +124,7 @@ class PushQueue(Connected):
             .where(
                 table.c.status.in_(_pending_statuses(True)),
                 table.c.claimed_by.is_not(None),
-                table.c.claimed_until >= utcnow(),
+                table.c.claimed_until >= lease_now(self.connection),
             )
         )
         return [str(worker) for worker in self.connection.scalars(query)]
