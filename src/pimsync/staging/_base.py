@@ -26,10 +26,10 @@ def utcnow() -> datetime:
 
 
 def lease_now(connection: Connection) -> Any:
-    """ "Now" for a lease that processes on several machines compare (the run lock, a worker's
-    claims), to use in a statement: on PostgreSQL the server's clock, the one clock they all
-    share (a machine whose clock runs a minute ahead would otherwise find a live run's lease
-    over and take it); on SQLite, which one machine opens, this machine's."""
+    """The time for a lease that processes on several machines compare (the run lock, a
+    worker's claims), to use in a statement: on PostgreSQL the server's clock, the one clock
+    they all share (a machine whose clock runs a minute ahead would otherwise find a live run's
+    lease over and take it); on SQLite, which one machine opens, this machine's."""
     if connection.dialect.name == "postgresql":
         return func.statement_timestamp(type_=DateTime(timezone=True))
     return utcnow()
