@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +25,7 @@ from pimsync.staging.tables import Status, entity_tables, sync_lock, sync_runs
 from pimsync.testing.fake_magento import FakeMagento
 from pimsync.testing.fake_pim import FakePim
 from tests.conftest import make_config
+from tests.helpers import ended_pid
 
 PRODUCTS = 60
 MAGENTO_ENV = {
@@ -195,15 +194,8 @@ def test_a_live_lease_of_another_host_blocks_and_an_expired_one_does_not(app: Ap
     taker.release()
 
 
-def _ended_pid() -> int:
-    """The pid of a process that has ended, and been reaped."""
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
-                           capture_output=True, text=True)  # fmt: skip
-    return int(ended.stdout)
-
-
 def test_a_dead_holder_on_this_machine_is_taken_over_at_once(app: App):
-    host, dead = socket.gethostname(), _ended_pid()
+    host, dead = socket.gethostname(), ended_pid()
     _plant_holder(app, host=host, pid=dead, expires_in=300, machine=machine_key())
     lock = RunLock(app.engine(), "create")
     lock.acquire()
@@ -216,7 +208,7 @@ def test_a_pid_under_this_host_name_but_of_another_machine_vouches_for_nothing(
 ):
     # A container beside this one with the host's network, or a clone of this machine: same
     # host name, its own pids. Its holder is alive as far as this process can know.
-    host, dead = socket.gethostname(), _ended_pid()
+    host, dead = socket.gethostname(), ended_pid()
     _plant_holder(app, host=host, pid=dead, expires_in=300, machine=machine)
     with pytest.raises(LockHeldError, match=f"import:full on {host} pid {dead}"):
         RunLock(app.engine(), "create").acquire()

@@ -34,6 +34,7 @@ from pimsync.testing.fake_magento import FakeMagento
 from pimsync.testing.fake_pim import FakePim
 from pimsync.testing.server import serve
 from tests.conftest import PIM_ENV, make_config
+from tests.helpers import ended_pid
 
 MAGENTO_TOKEN = "magento-token"
 
@@ -432,10 +433,9 @@ def test_a_worker_asked_to_stop_claims_no_more_while_the_run_goes_on(
 
 
 def test_claims_of_a_process_gone_from_this_machine_are_known_as_such():
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone = ended_pid()
     here, machine = socket.gethostname(), machine_key()
-    assert workers.claimer_gone(f"{here}:{gone.pid}:{machine}:0a1b2c3d")
+    assert workers.claimer_gone(f"{here}:{gone}:{machine}:0a1b2c3d")
     # Ended but not reaped yet (a killed local worker until its create waits for it).
     unreaped = subprocess.Popen([sys.executable, "-c", "pass"])
     os.waitid(os.P_PID, unreaped.pid, os.WEXITED | os.WNOWAIT)
@@ -444,8 +444,8 @@ def test_claims_of_a_process_gone_from_this_machine_are_known_as_such():
     assert not workers.claimer_gone(f"{here}:{os.getpid()}:{machine}:0a1b2c3d")  # this one
     # Another machine under the same host name (a container beside this one with the host's
     # network, a cloned VM): its pids are not ours to look up.
-    assert not workers.claimer_gone(f"{here}:{gone.pid}:0123456789ab:0a1b2c3d")
-    assert not workers.claimer_gone(f"{here}:{gone.pid}:0a1b2c3d")  # an older pimsync's id
+    assert not workers.claimer_gone(f"{here}:{gone}:0123456789ab:0a1b2c3d")
+    assert not workers.claimer_gone(f"{here}:{gone}:0a1b2c3d")  # an older pimsync's id
     assert not workers.claimer_gone("not a worker id")
 
 
