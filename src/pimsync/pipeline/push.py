@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pimsync.app import App
 from pimsync.config import PUSH_FEEDS, Config
 from pimsync.errors import InterruptedRunError, MagentoError
+from pimsync.gc_tuning import PUSHING_THRESHOLD, gc_tuned_for_streaming
 from pimsync.lock import RunLock, StopRequested
 from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
@@ -104,8 +105,13 @@ def run_push(app: App, kind: str, options: PushOptions) -> PushReport:
         return _push(app, kind, options, None, None, None)
     # The workers start first: forked from this process before anything here runs a thread or
     # opens a connection (see LocalWorkers), and ready by the time the run begins. Leaving the
-    # block waits for them, whichever way the push ended.
-    with _local_workers(app, options) as workers, app.exclusive(kind) as lock:
+    # block waits for them, whichever way the push ended. They are forked with the start-up's
+    # objects frozen, so no collection of theirs (or ours) writes to the pages they share.
+    with (
+        gc_tuned_for_streaming(PUSHING_THRESHOLD, collect_first=False),
+        _local_workers(app, options) as workers,
+        app.exclusive(kind) as lock,
+    ):
         with app.repository() as repo:
             resumption = None if options.fresh else stopped_run(repo, [kind], app.config)
         if resumption is None:

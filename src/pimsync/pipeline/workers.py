@@ -42,6 +42,7 @@ import orjson
 from pimsync import logs
 from pimsync.app import App
 from pimsync.errors import InterruptedRunError, PimsyncError, UsageError, internal_error
+from pimsync.gc_tuning import PUSHING_THRESHOLD, gc_tuned_for_streaming
 from pimsync.lock import StopFlag, gone_here, machine_key, stop_signals
 from pimsync.magento.client import MagentoClient
 from pimsync.pim.client import PimClient
@@ -465,7 +466,11 @@ def run_worker(
     require_postgresql(app, "pimsync worker")
     app.config.require("magento.base_url", "magento.token")
     report = WorkerReport(runs=[], counts={})
-    with app.repository() as repo, Listener(app.engine()) as wakeups:
+    with (
+        gc_tuned_for_streaming(PUSHING_THRESHOLD, collect_first=False),  # as run_push does
+        app.repository() as repo,
+        Listener(app.engine()) as wakeups,
+    ):
         if await_run is not None:
             run_id = await_run()
             if run_id is None:
