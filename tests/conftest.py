@@ -100,6 +100,7 @@ def clock_ahead(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     def run_ahead() -> None:
         ahead = lambda: datetime.now(UTC) + CLOCK_AHEAD  # noqa: E731
         monkeypatch.setattr("pimsync.lock.datetime", _ClockAhead)
+        monkeypatch.setattr("pimsync.inspection.datetime", _ClockAhead)
         monkeypatch.setattr("pimsync.staging._base.utcnow", ahead)
         monkeypatch.setattr("pimsync.staging.push_queue.utcnow", ahead)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pimsync.app import App
 from pimsync.config import PUSH_FEEDS
 from pimsync.errors import UsageError
-from pimsync.lock import Holder, current_holder, request_stop
+from pimsync.lock import Holder, current_holder, lease_over, request_stop
 from pimsync.pipeline.push_runner import FEED_ENTITIES
 from pimsync.staging.tables import ENTITIES
 
@@ -91,7 +91,7 @@ def ask_to_stop(app: App) -> StopResult:
     holder = request_stop(app.engine())
     if holder is None:
         return StopResult(None, stopped=True)
-    return StopResult(holder, stopped=False, looked_dead=holder.expired)
+    return StopResult(holder, stopped=False, looked_dead=lease_over(app.engine(), holder))
 
 
 def wait_for_stop(

@@ -205,9 +205,9 @@ class RunsResult:
 
 def list_runs(app: App, limit: int = 20) -> RunsResult:
     """The run history, newest first."""
-    now, lease = datetime.now(UTC), lease_of(app)
+    lease = lease_of(app)
     with open_queries(app) as queries:
-        lock = queries.lock()
+        now, lock = queries.lease_now(), queries.lock()
         runs = [RunInfo.from_row(row, lock, now, lease) for row in queries.runs(limit)]
     return RunsResult(runs, limit)
 
@@ -273,9 +273,9 @@ def _empty_counts() -> dict[str, int]:
 
 def status(app: App) -> StatusReport:
     """Per push feed: its last import and push, and its staged items counted by status."""
-    now, lease = datetime.now(UTC), lease_of(app)
+    lease = lease_of(app)
     with open_queries(app) as queries:
-        lock = queries.lock()
+        now, lock = queries.lease_now(), queries.lock()
         grouped = {
             entity: queries.status_counts(entity)
             for entity in {e for tables in STATUS_TABLES.values() for e, _ in tables}
@@ -446,7 +446,6 @@ def run_log(
     limit: int = 200,
 ) -> LogResult:
     """The events of one run (default: the newest), in the order they happened."""
-    now = datetime.now(UTC)
     with open_queries(app) as queries:
         chosen = run_id if run_id is not None else queries.newest_run_id()
         if chosen is None:
@@ -460,5 +459,5 @@ def run_log(
             feed=feed,
             actions=ERROR_ACTIONS if errors_only else None,
         )
-        run = RunInfo.from_row(row, queries.lock(), now, lease_of(app))
+        run = RunInfo.from_row(row, queries.lock(), queries.lease_now(), lease_of(app))
     return LogResult(run, events[:limit], limit, len(events) > limit, errors_only, feed)

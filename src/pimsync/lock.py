@@ -62,10 +62,6 @@ class Holder:
             f"{self.acquired_at:%Y-%m-%d %H:%M:%S} UTC"
         )
 
-    @property
-    def expired(self) -> bool:
-        return self.expires_at <= datetime.now(UTC)
-
 
 def current_holder(engine: Engine) -> Holder | None:
     """The lock's holder, or None when no run holds it."""
@@ -74,13 +70,20 @@ def current_holder(engine: Engine) -> Holder | None:
     return _holder(row._mapping) if row else None
 
 
+def lease_over(engine: Engine, holder: Holder) -> bool:
+    """Whether `holder`'s lease has run out, by the clock leases are stamped with (`lease_now`:
+    the PostgreSQL server's), not this machine's, which may run ahead of it."""
+    with engine.connect() as connection:
+        return holder.expires_at <= lease_now_value(connection)
+
+
 def request_stop(engine: Engine) -> Holder | None:
     """Ask the holder to stop after its current batch; returns it (None if nothing runs)."""
     with engine.begin() as connection:
         connection.execute(
             update(sync_lock)
             .where(sync_lock.c.name == LOCK_NAME, sync_lock.c.stop_requested_at.is_(None))
-            .values(stop_requested_at=datetime.now(UTC))
+            .values(stop_requested_at=lease_now(connection))
         )
         row = connection.execute(select(sync_lock).where(sync_lock.c.name == LOCK_NAME)).first()
     return _holder(row._mapping) if row else None

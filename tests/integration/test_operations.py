@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import insert, select, update
 
-from pimsync import control, pipeline
+from pimsync import control, inspection, pipeline
 from pimsync.app import App
 from pimsync.errors import InterruptedRunError, LockHeldError
 from pimsync.lock import RunLock, StopRequested, current_holder, machine_key, request_stop
@@ -511,6 +511,37 @@ def test_a_machine_whose_clock_runs_ahead_leaves_a_live_lease_alone(
             RunLock(app.engine(), "create").acquire()
         holder.renew()
         holder.checkpoint()  # the lease is still the holder's
+    finally:
+        holder.release()
+        app.close()
+
+
+@pytest.mark.postgres
+def test_status_runs_and_stop_on_a_machine_whose_clock_runs_ahead_see_a_live_run(
+    postgres_url: str, clock_ahead: Callable[[], None]
+):
+    # What `status`, `runs`, `log` and `stop` say of a run's lease is read by the server's
+    # clock too: by its own, this machine would say the live run's heartbeat stopped.
+    app = App(make_config(postgres_url))
+    holder = RunLock(app.engine(), "create")
+    holder.acquire()
+    try:
+        with app.repository() as repo:
+            run_id = repo.begin_run("create", ["products"], "fingerprint", "{}")
+        holder.attach_run(run_id)
+        clock_ahead()
+        report = inspection.status(app)
+        assert report.lock is not None and report.lock["run_id"] == run_id
+        assert report.lock["expired"] is False
+        [run] = [run for run in inspection.list_runs(app).runs if run.id == run_id]
+        assert not run.stale and run.state == "In progress"
+        logged = inspection.run_log(app, run_id=run_id).run
+        assert logged is not None and not logged.stale
+        asked = control.ask_to_stop(app)
+        assert asked.holder is not None and not asked.looked_dead
+        with pytest.raises(StopRequested):  # and the stop still reaches the run
+            holder.renew()
+            holder.checkpoint()
     finally:
         holder.release()
         app.close()

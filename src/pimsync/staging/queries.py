@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Connection, Row, Select, case, func, or_, select
 
 from pimsync.staging._base import aware as aware  # inspection reads times through it too
+from pimsync.staging._base import lease_now_value
 from pimsync.staging.tables import (
     entity_tables,
     product_media,
@@ -70,6 +71,11 @@ class StagingQueries:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+
+    def lease_now(self) -> datetime:
+        """Now, by the clock the run lock's lease is stamped with (see `_base.lease_now`): what
+        says whether a run's heartbeat stopped, whichever machine asks."""
+        return lease_now_value(self.connection)
 
     # -- runs ------------------------------------------------------------------------------------
 
