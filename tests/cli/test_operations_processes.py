@@ -183,9 +183,15 @@ def process_env(staging_url: str, pim_url: str, magento_url: str, **extra: str) 
     }
 
 
+# A lock lease far longer than `run`'s timeout: a test that needs a run to go "at once" rather
+# than after the lease sets it, and a run that waited the lease out fails on the timeout.
+LONG_LEASE = {"PIMSYNC_SYNC__LOCK_LEASE_SECONDS": "600"}
+RUN_TIMEOUT = 120
+
+
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(PIMSYNC), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+        [str(PIMSYNC), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=RUN_TIMEOUT
     )
 
 
@@ -328,22 +334,21 @@ def test_an_overlapping_run_exits_3_at_once_naming_the_holder(
     sqlite_url: str, template: Path, pim_url: str, shop: Shop, shop_url: str, tmp_path: Path
 ):
     app = stage(sqlite_url, template)
-    env = process_env(sqlite_url, pim_url, shop_url)
+    # "At once", without timing it: a 10-minute lease, which a run that waited for the lock
+    # instead of refusing would outlast `run`'s 2-minute timeout waiting on.
+    env = process_env(sqlite_url, pim_url, shop_url, **LONG_LEASE)
     shop.hold()  # the first run stays inside its push until the second has been refused
     first = start(["create", "--feed", "categories"], env, tmp_path)
     try:
         wait_for(lambda: holder(app), "the first run to take the lock")
         wait_for(shop.waiting.is_set, "the first run to reach Magento")
-        began = time.monotonic()
         second = run(["import:incremental"], env, tmp_path)
-        elapsed = time.monotonic() - began
     finally:
         shop.release()
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert "create (run 2): success" in out
     assert second.returncode == 3
-    assert elapsed < 30, "refused at once, not after the 60 s lease"
     host = socket.gethostname()
     message, hint = second.stderr.splitlines()
     assert message.startswith("Error: another run holds the staging database: create")
@@ -371,7 +376,8 @@ def test_a_killed_push_is_taken_over_at_once_on_its_host_and_resumed(
     tmp_path: Path,
 ):
     app = stage(sqlite_url, template)
-    env = process_env(sqlite_url, pim_url, shop_url)
+    # "At once", without timing it: waiting out this lease would outlast `run`'s timeout.
+    env = process_env(sqlite_url, pim_url, shop_url, **LONG_LEASE)
     shop.hold_at(simple_skus(pim))
     victim = start(["create"], env, tmp_path)
     kill_mid_products(victim, shop)
@@ -379,13 +385,11 @@ def test_a_killed_push_is_taken_over_at_once_on_its_host_and_resumed(
     assert killed["kind"] == "create" and killed["status"] == "in_progress"
     dead = holder(app)
     assert dead is not None and dead.pid == victim.pid
-    assert not lease_over(app.engine(), dead)  # a 60 s lease
+    assert not lease_over(app.engine(), dead)
     at_kill, synced = shop.magento.writes_by_sku, synced_skus(app)
 
-    began = time.monotonic()
     resumed = run(["create", "--json"], env, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert time.monotonic() - began < 30, "taken over at once, not after the lease"
     report = orjson.loads(resumed.stdout)
     assert report["resumed_from"] == killed["id"]
     assert f"resuming run {killed['id']} (create, stopped)" in report["notes"][0]
