@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -502,18 +503,12 @@ def test_a_machine_whose_clock_runs_ahead_leaves_a_live_lease_alone(
 ):
     # Leases are stamped and compared with the PostgreSQL server's clock, the one clock every
     # machine shares: by its own clock this machine would find the holder's lease long over.
-    app = App(make_config(postgres_url))
-    holder = RunLock(app.engine(), "import:full")
-    holder.acquire()
-    try:
+    with _lock_held_on(postgres_url, "import:full") as (app, holder):
         clock_ahead()
         with pytest.raises(LockHeldError, match="another run holds the staging database"):
             RunLock(app.engine(), "create").acquire()
         holder.renew()
         holder.checkpoint()  # the lease is still the holder's
-    finally:
-        holder.release()
-        app.close()
 
 
 @pytest.mark.postgres
@@ -522,10 +517,7 @@ def test_status_runs_and_stop_on_a_machine_whose_clock_runs_ahead_see_a_live_run
 ):
     # What `status`, `runs`, `log` and `stop` say of a run's lease is read by the server's
     # clock too: by its own, this machine would say the live run's heartbeat stopped.
-    app = App(make_config(postgres_url))
-    holder = RunLock(app.engine(), "create")
-    holder.acquire()
-    try:
+    with _lock_held_on(postgres_url, "create") as (app, holder):
         with app.repository() as repo:
             run_id = repo.begin_run("create", ["products"], "fingerprint", "{}")
         holder.attach_run(run_id)
@@ -542,6 +534,16 @@ def test_status_runs_and_stop_on_a_machine_whose_clock_runs_ahead_see_a_live_run
         with pytest.raises(StopRequested):  # and the stop still reaches the run
             holder.renew()
             holder.checkpoint()
+
+
+@contextmanager
+def _lock_held_on(postgres_url: str, kind: str) -> Iterator[tuple[App, RunLock]]:
+    """The run lock of a PostgreSQL staging database, held (renewed by hand, no heartbeat)."""
+    app = App(make_config(postgres_url))
+    holder = RunLock(app.engine(), kind)
+    holder.acquire()
+    try:
+        yield app, holder
     finally:
         holder.release()
         app.close()
